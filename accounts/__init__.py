@@ -1,0 +1,1 @@
+"""Users, their API keys for Rotator, and their upstream credentials."""

@@ -1,0 +1,402 @@
+"""Business rules for API keys and credentials: create, import, check, enable.
+
+Admin actions, management commands, the REST API and Celery tasks all call these.
+"""
+
+import base64
+import binascii
+import json
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from accounts.models import ApiKey, Credential
+from accounts.secrets import digest, encrypt, mask
+from rotator.models import PoolState
+
+API_KEY_PATTERN = re.compile(r"[A-Za-z0-9._\-]{20,200}")
+OUR_KEY_PATTERN = re.compile(r"\S{8,200}")
+
+
+# ------------------------------------------------------------------------------ API keys
+
+
+def api_key_create(
+    *,
+    user: AbstractBaseUser,
+    name: str = "",
+    secret: str | None = None,
+    expires_at: datetime | None = None,
+    allowed_models: Iterable[str] = (),
+    requests_per_minute: int | None = None,
+    requests_per_day: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Creates a Rotator API key for `user`. Returns the key and its secret, which is shown
+    this once and never stored. `secret` registers a key clients already use.
+
+    Raises ValidationError for a malformed or already registered secret.
+    """
+    if secret is None:
+        secret = "rk-" + secrets.token_urlsafe(32)
+    secret = secret.strip()
+    if not OUR_KEY_PATTERN.fullmatch(secret):
+        raise ValidationError("An API key is 8 to 200 characters without spaces.")
+    key_digest = digest(secret)
+    if ApiKey.objects.filter(digest=key_digest).exists():
+        raise ValidationError("That API key is already registered.")
+    api_key = ApiKey.objects.create(
+        user=user,
+        name=name,
+        prefix=mask(secret),
+        digest=key_digest,
+        expires_at=expires_at,
+        allowed_models=[m.removeprefix("models/") for m in allowed_models],
+        requests_per_minute=requests_per_minute,
+        requests_per_day=requests_per_day,
+    )
+    return api_key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey, now: datetime) -> None:
+    """Revokes a key; every server process refuses it from its next request on."""
+    api_key.revoked = True
+    api_key.revoked_at = now
+    api_key.save(update_fields=["revoked", "revoked_at"])
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthAccount:
+    """A Gemini CLI account as the systems we replace store it; only refresh_token is needed."""
+
+    refresh_token: str
+    document: dict[str, Any]
+    email: str = ""
+    project_id: str = ""
+    disabled: bool = False
+
+
+def _jwt_email(id_token: object) -> str:
+    if not isinstance(id_token, str) or id_token.count(".") < 2:
+        return ""
+    payload = id_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return ""
+    email = claims.get("email") if isinstance(claims, dict) else None
+    return email if isinstance(email, str) else ""
+
+
+def oauth_account_parse(value: str | Mapping[str, Any]) -> OAuthAccount:
+    """Reads the Gemini CLI's oauth_creds.json shape, an ACCOUNTS entry
+    ({refresh_token, disabled, projectId}) or a gcpServiceAccount object.
+
+    Raises ValidationError naming what is wrong.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValidationError("OAuth credentials must be a JSON object.") from None
+    if not isinstance(value, Mapping):
+        raise ValidationError("OAuth credentials must be a JSON object.")
+    refresh_token = value.get("refresh_token")
+    if not isinstance(refresh_token, str) or not refresh_token.strip():
+        raise ValidationError("OAuth credentials need a refresh_token.")
+    keep = ("access_token", "refresh_token", "scope", "token_type", "id_token", "expiry_date")
+    document = {k: value[k] for k in keep if k in value}
+    project = value.get("projectId") or value.get("project_id") or ""
+    return OAuthAccount(
+        refresh_token=refresh_token.strip(),
+        document=document,
+        email=_jwt_email(value.get("id_token")),
+        project_id=str(project),
+        disabled=bool(value.get("disabled", False)),
+    )
+
+
+def api_key_secret_validate(value: str) -> str:
+    """A Gemini API key as pasted: trimmed, checked for shape but not for prefix (Google's
+    newer keys no longer start with AIza)."""
+    secret = value.strip()
+    if not API_KEY_PATTERN.fullmatch(secret):
+        raise ValidationError(
+            "That does not look like a Gemini API key (20 to 200 letters, digits, '.', '_', '-')."
+        )
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialAdded:
+    credential: Credential
+    action: str  # "created", "updated", "replaced" or "duplicate"
+    replaced_label: str = ""
+
+
+def credential_add(
+    *,
+    user: AbstractBaseUser,
+    api_key: str | None = None,
+    oauth: OAuthAccount | None = None,
+    label: str = "",
+    project_label: str = "",
+    oauth_client_id: str = "",
+    oauth_client_secret: str = "",
+) -> CredentialAdded:
+    """Adds a Gemini API key or an OAuth account to `user`'s pool.
+
+    The same secret twice is reported, not doubled (an OAuth account with the same refresh
+    token is updated instead). A pool at MAX_CREDENTIALS drops its oldest credential to make
+    room, as the systems we replace did. Raises ValidationError for bad input.
+    """
+    if (api_key is None) == (oauth is None):
+        raise ValidationError("Give exactly one of a Gemini API key or an OAuth account.")
+    if api_key is not None:
+        secret = api_key_secret_validate(api_key)
+        kind = Credential.Kind.GEMINI_API_KEY
+        plaintext = secret
+    else:
+        assert oauth is not None
+        secret = oauth.refresh_token
+        kind = Credential.Kind.GEMINI_OAUTH
+        plaintext = json.dumps(oauth.document)
+        label = label or oauth.email
+    secret_digest = digest(secret)
+    with transaction.atomic():
+        # Lock the pool row so concurrent adds agree on the count and the oldest.
+        state, _ = PoolState.objects.get_or_create(user=user)
+        PoolState.objects.select_for_update().filter(pk=state.pk).first()
+        existing = Credential.objects.filter(user=user, secret_digest=secret_digest).first()
+        if existing is not None:
+            if oauth is None:
+                return CredentialAdded(credential=existing, action="duplicate")
+            existing.secret_encrypted = encrypt(plaintext)
+            existing.label = label or existing.label
+            existing.oauth_project_id = oauth.project_id or existing.oauth_project_id
+            existing.enabled = not oauth.disabled
+            existing.save()
+            return CredentialAdded(credential=existing, action="updated")
+        replaced_label = ""
+        pool = Credential.objects.filter(user=user)
+        if pool.count() >= settings.MAX_CREDENTIALS:
+            oldest = pool.order_by("created_at", "id").first()
+            assert oldest is not None
+            replaced_label = oldest.display_name
+            oldest.delete()
+        last = pool.order_by("-position").values_list("position", flat=True).first()
+        credential = Credential.objects.create(
+            user=user,
+            kind=kind,
+            label=label,
+            secret_encrypted=encrypt(plaintext),
+            secret_digest=secret_digest,
+            secret_mask=mask(secret),
+            project_label=project_label,
+            oauth_project_id=oauth.project_id if oauth else "",
+            oauth_client_id=oauth_client_id,
+            oauth_client_secret_encrypted=encrypt(oauth_client_secret)
+            if oauth_client_secret
+            else "",
+            enabled=not (oauth and oauth.disabled),
+            position=(last or 0) + 1,
+        )
+    return CredentialAdded(
+        credential=credential,
+        action="replaced" if replaced_label else "created",
+        replaced_label=replaced_label,
+    )
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    replaced: int = 0
+    duplicates: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, added: CredentialAdded) -> None:
+        if added.action == "created":
+            self.created += 1
+        elif added.action == "replaced":
+            self.created += 1
+            self.replaced += 1
+        elif added.action == "updated":
+            self.updated += 1
+        else:
+            self.duplicates += 1
+
+    @property
+    def summary(self) -> str:
+        text = (
+            f"{self.created} added, {self.updated} updated, {self.duplicates} duplicate(s), "
+            f"{self.replaced} replaced"
+        )
+        if self.errors:
+            text += f"; {len(self.errors)} rejected: " + "; ".join(self.errors)
+        return text
+
+
+def credentials_import_text(*, user: AbstractBaseUser, text: str) -> ImportSummary:
+    """Bulk import: one Gemini API key per line, or JSON (one OAuth object or an array)."""
+    summary = ImportSummary()
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")):
+        try:
+            document = json.loads(stripped)
+        except ValueError:
+            summary.errors.append("the JSON could not be parsed")
+            return summary
+        items = document if isinstance(document, list) else [document]
+        for index, item in enumerate(items, start=1):
+            try:
+                summary.count(credential_add(user=user, oauth=oauth_account_parse(item)))
+            except ValidationError as exc:
+                summary.errors.append(f"item {index}: {'; '.join(exc.messages)}")
+        return summary
+    for number, line in enumerate(stripped.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            summary.count(credential_add(user=user, api_key=line))
+        except ValidationError as exc:
+            summary.errors.append(f"line {number}: {'; '.join(exc.messages)}")
+    return summary
+
+
+def credentials_import_env(*, user: AbstractBaseUser, environ: Mapping[str, str]) -> ImportSummary:
+    """Imports what the systems we replace kept in environment variables: API_KEYS
+    (comma-separated), ACCOUNTS (JSON array of {refresh_token, disabled, projectId}),
+    GCP_SERVICE_ACCOUNT and GCP_SERVICE_ACCOUNT_1..N (OAuth JSON)."""
+    summary = ImportSummary()
+    for index, value in enumerate((environ.get("API_KEYS") or "").split(","), start=1):
+        if value.strip():
+            try:
+                summary.count(credential_add(user=user, api_key=value))
+            except ValidationError as exc:
+                summary.errors.append(f"API_KEYS item {index}: {'; '.join(exc.messages)}")
+    accounts = environ.get("ACCOUNTS")
+    if accounts:
+        try:
+            items = json.loads(accounts)
+        except ValueError:
+            items = None
+        if not isinstance(items, list):
+            summary.errors.append("ACCOUNTS must be a JSON array")
+        else:
+            for index, item in enumerate(items, start=1):
+                try:
+                    summary.count(credential_add(user=user, oauth=oauth_account_parse(item)))
+                except ValidationError as exc:
+                    summary.errors.append(f"ACCOUNTS item {index}: {'; '.join(exc.messages)}")
+    numbered = sorted(
+        (n for n in environ if re.fullmatch(r"GCP_SERVICE_ACCOUNT_\d+", n)),
+        key=lambda n: int(n.rsplit("_", 1)[1]),
+    )
+    names = ["GCP_SERVICE_ACCOUNT", *numbered]
+    for name in names:
+        if environ.get(name):
+            try:
+                summary.count(credential_add(user=user, oauth=oauth_account_parse(environ[name])))
+            except ValidationError as exc:
+                summary.errors.append(f"{name}: {'; '.join(exc.messages)}")
+    return summary
+
+
+def credentials_enable(*, credential_ids: Iterable[int], enabled: bool) -> int:
+    """Enables or disables credentials; enabling also clears an invalid status. Returns count."""
+    from rotator.pool import pool_invalidate
+
+    rows = Credential.objects.filter(id__in=list(credential_ids))
+    users = set(rows.values_list("user_id", flat=True))
+    changes: dict[str, Any] = {"enabled": enabled}
+    if enabled:
+        changes["status"] = Credential.Status.ACTIVE
+    count = rows.update(**changes)
+    for user_id in users:
+        pool_invalidate(user_id=user_id)
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    credential_id: int
+    ok: bool
+    message: str
+
+    @property
+    def summary(self) -> str:
+        return ("ok" if self.ok else "failed") + (f": {self.message}" if self.message else "")
+
+
+def credential_check(*, credential: Credential, now: datetime) -> CheckResult:
+    """Asks upstream whether a credential works with one cheap call (a one-model list for an
+    API key, a token refresh for an OAuth account). A pass restores an invalid credential; a
+    definite refusal marks it invalid with upstream's newest message."""
+    from rotator.classify import Outcome, Verdict, upstream_answer_classify
+    from rotator.oauth import token_refresh
+    from rotator.pool import credential_invalidate, credential_restore
+
+    verdict: Verdict
+    if credential.kind == Credential.Kind.GEMINI_OAUTH:
+        result = token_refresh(credential_id=credential.id, margin_seconds=None, stale_token=None)
+        verdict = result if isinstance(result, Verdict) else Verdict(Outcome.OK)
+    else:
+        secret = credential.secret()
+        try:
+            response = httpx.get(
+                f"{settings.GEMINI_UPSTREAM_URL}/models",
+                params={"pageSize": 1},
+                headers={"x-goog-api-key": secret},
+                timeout=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+            )
+            verdict = upstream_answer_classify(
+                status=response.status_code, body=response.content, secrets=(secret,)
+            )
+        except httpx.HTTPError as exc:
+            verdict = Verdict(
+                Outcome.TRANSIENT, message=f"upstream unreachable: {type(exc).__name__}"
+            )
+    if verdict.outcome is Outcome.OK:
+        if credential.status == Credential.Status.INVALID:
+            credential_restore(credential_id=credential.id)
+        return CheckResult(credential_id=credential.id, ok=True, message="")
+    if verdict.outcome in (Outcome.INVALID, Outcome.UNAUTHENTICATED):
+        credential_invalidate(
+            credential_id=credential.id, message=verdict.message, status=None, now=now
+        )
+    return CheckResult(credential_id=credential.id, ok=False, message=verdict.message)
+
+
+@dataclass(frozen=True, slots=True)
+class RecheckSummary:
+    checked: int
+    restored: int
+
+    @property
+    def summary(self) -> str:
+        return f"re-checked {self.checked} invalid credential(s), {self.restored} restored"
+
+
+def credentials_recheck(*, now: datetime) -> RecheckSummary:
+    """Re-checks every enabled invalid credential (the hourly beat task)."""
+    invalid = Credential.objects.filter(enabled=True, status=Credential.Status.INVALID)
+    restored = checked = 0
+    for credential in invalid:
+        checked += 1
+        if credential_check(credential=credential, now=now).ok:
+            restored += 1
+    return RecheckSummary(checked=checked, restored=restored)

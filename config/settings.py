@@ -1,0 +1,319 @@
+"""All of Rotator's settings, read from the environment in this one place.
+
+With no environment at all Rotator runs on its embedded default: SQLite in var/, the
+local-memory cache, shared state in the database, and no broker. DATABASE_URL and REDIS_URL
+switch to the production profile.
+"""
+
+import secrets
+import sys
+from pathlib import Path
+
+from config.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_time,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("ROTATOR_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in var/.
+
+    A fixed fallback would make every install share the key that also derives the
+    credential encryption key, so a fresh install writes its own.
+    """
+    configured = env_str("SECRET_KEY", "")
+    if configured:
+        return configured
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+# Fernet key (urlsafe base64, 32 bytes) for credentials at rest; derived from SECRET_KEY when
+# unset, in which case rotating SECRET_KEY makes stored credentials unreadable (README says so).
+ROTATOR_ENCRYPTION_KEY = env_str("ROTATOR_ENCRYPTION_KEY", "")
+DEBUG = env_bool("DEBUG", False)
+# A self-hosted gateway is reached by whatever name its operator gives it; clients
+# authenticate with keys in headers, so Host checking adds little by default.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "accounts",
+    "rotator",
+    "stats",
+]
+
+# Browser-facing pages (admin, /stat, /api) get the full chain. The proxy routes are served
+# by a handler without middleware (config.asgi): under ASGI these middlewares run their hooks
+# in a thread per request, which would cost more than the forwarding itself.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# Path prefixes served by the middleware-free handler.
+PROXY_PATH_PREFIXES = (
+    "/v1/",
+    "/v1beta/",
+    "/models",
+    "/chat/",
+    "/embeddings",
+    "/healthz",
+    "/metrics",
+    "/debug/",
+)
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    env_url("DATABASE_URL", schemes=("postgres", "postgresql", "sqlite"))
+    DATABASES = {"default": database_from_url("DATABASE_URL", DATABASE_URL)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            # WAL lets the usage flusher write while requests read.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+            # A file, not pytest-django's in-memory default: live tests serve the app from a
+            # second thread, which must see the same database.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = (
+    env_url("REDIS_URL", "", schemes=("redis", "rediss")) if env_str("REDIS_URL", "") else ""
+)
+# Each test run (and each deployment sharing a Redis) gets its own namespace.
+STATE_KEY_PREFIX = env_str("STATE_KEY_PREFIX", "rotator")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": STATE_KEY_PREFIX,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "stats" / "assets"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+LOGIN_URL = "/admin/login/"
+
+# --- Upstream (Google). Every URL is a setting so tests and benchmarks point at a fake.
+GEMINI_UPSTREAM_URL = env_url(
+    "GEMINI_UPSTREAM_URL",
+    "https://generativelanguage.googleapis.com/v1beta",
+    schemes=("http", "https"),
+)
+OPENAI_UPSTREAM_URL = env_url(
+    "OPENAI_UPSTREAM_URL",
+    "https://generativelanguage.googleapis.com/v1beta/openai",
+    schemes=("http", "https"),
+)
+CODE_ASSIST_UPSTREAM_URL = env_url(
+    "CODE_ASSIST_UPSTREAM_URL",
+    "https://cloudcode-pa.googleapis.com/v1internal",
+    schemes=("http", "https"),
+)
+OAUTH_TOKEN_URL = env_url(
+    "OAUTH_TOKEN_URL", "https://oauth2.googleapis.com/token", schemes=("http", "https")
+)
+# The Gemini CLI's "installed application" client, public in Google's Apache-2.0 source;
+# a refresh token only refreshes with the client that minted it.
+OAUTH_CLIENT_ID = env_str(
+    "OAUTH_CLIENT_ID",
+    "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com",
+)
+OAUTH_CLIENT_SECRET = env_str("OAUTH_CLIENT_SECRET", "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")
+UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0)
+# Long generations (thinking models, big outputs) take minutes between bytes.
+UPSTREAM_READ_TIMEOUT_SECONDS = env_float("UPSTREAM_READ_TIMEOUT_SECONDS", 300.0)
+UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4096, minimum=1)
+
+# --- Gateway behaviour.
+MASTER_API_KEY = env_str("MASTER_API_KEY", "")
+MAX_CREDENTIALS = env_int("MAX_CREDENTIALS", 100, minimum=1)
+MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# Google's answer when a 429 names no delay; its per-minute windows make 60 s the safe guess.
+RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS", 60, minimum=1)
+# Circuit breaker: this many 5xx/timeouts in a row cool a credential down briefly.
+CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3, minimum=1)
+CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_int("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
+MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
+# How long a process trusts its cached copy of an API key before looking again. Revocations
+# reach every process at once regardless, through the pool version (rotator.pool).
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=0)
+USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0, minimum=0.05)
+INVALID_RECHECK_MINUTES = env_int("INVALID_RECHECK_MINUTES", 60, minimum=1)
+OAUTH_REFRESH_MARGIN_SECONDS = env_int("OAUTH_REFRESH_MARGIN_SECONDS", 300, minimum=0)
+OAUTH_ONBOARD_POLL_SECONDS = env_float("OAUTH_ONBOARD_POLL_SECONDS", 2.0)
+OAUTH_ONBOARD_MAX_POLLS = env_int("OAUTH_ONBOARD_MAX_POLLS", 15, minimum=1)
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# Google resets free-tier daily quotas at midnight Pacific, so the default follows
+# America/Los_Angeles through daylight saving (07:00 UTC in summer, 08:00 UTC in winter).
+# DAILY_RESET_UTC pins a fixed UTC time instead, as the system we replace did.
+DAILY_RESET_UTC = env_time("DAILY_RESET_UTC", None)
+if DAILY_RESET_UTC is not None:
+    DAILY_RESET_TZ = "UTC"
+    DAILY_RESET_TIME = DAILY_RESET_UTC
+else:
+    DAILY_RESET_TZ = env_str("DAILY_RESET_TZ", "America/Los_Angeles")
+    DAILY_RESET_TIME = env_time("DAILY_RESET_TIME", "00:00")
+
+
+def _check_time_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"DAILY_RESET_TZ must be an IANA time zone like America/Los_Angeles, got {name!r}"
+        ) from None
+
+
+_check_time_zone(DAILY_RESET_TZ)
+
+# --- Celery. Beat is optional: every rule it serves is also enforced by time on the request
+# path, so a server without a broker loses nothing but the proactive work.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE = {
+    # Every minute: refresh OAuth access tokens that expire within 10 minutes.
+    "tokens-refresh": {
+        "task": "rotator.tasks.tokens_refresh_task",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    # Every 5 minutes: the daily reset is time-based; this clears lapsed marks and logs a
+    # summary soon after the reset instant, whichever time zone it is configured in.
+    "daily-reset": {
+        "task": "rotator.tasks.quotas_reset_task",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
+    # Every INVALID_RECHECK_MINUTES (default hourly): re-check invalid credentials upstream.
+    "invalid-recheck": {
+        "task": "rotator.tasks.credentials_recheck_task",
+        "schedule": INVALID_RECHECK_MINUTES * 60.0,
+        "options": {"expires": INVALID_RECHECK_MINUTES * 60.0 - 10},
+    },
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.api_auth.MasterKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api_auth.IsOperator"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": (
+        ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
+        if DEBUG
+        else ["rest_framework.renderers.JSONRenderer"]
+    ),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Rotator",
+    "DESCRIPTION": "Gemini gateway: OpenAI-compatible and native Gemini proxy, management API.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}"
+    )
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django logs 4xx responses as warnings; the request log line already covers them.
+        "django.request": {"level": "ERROR"},
+    },
+}
+
+TESTING = "pytest" in sys.modules

@@ -1,0 +1,98 @@
+"""Rotation state kept in the database: pool cursors, availability marks, error history.
+
+With REDIS_URL set, the hot copies of cursors, marks and rate windows live in Redis
+(rotator.state); these tables are then the durable record that admin and /stat read and
+that Redis is rebuilt from after a restart.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class PoolState(models.Model):
+    """One row per user: the pool's selection strategy, shared cursor and change version."""
+
+    class Strategy(models.TextChoices):
+        ROUND_ROBIN = "round_robin", "Round robin (spread load)"
+        FILL_FIRST = "fill_first", "Fill first (stay on one credential until it fails)"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="pool_state",
+    )
+    strategy = models.CharField(
+        max_length=20, choices=Strategy.choices, default=Strategy.ROUND_ROBIN
+    )
+    cursor = models.BigIntegerField(default=0)
+    version = models.BigIntegerField(
+        default=1, help_text="Bumped on every change to the pool's credentials or keys."
+    )
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "pool"
+
+    def __str__(self) -> str:
+        return f"pool of {self.user}"
+
+
+class Mark(models.Model):
+    """A (credential, model) that may not be used until `until`."""
+
+    class Reason(models.TextChoices):
+        RATE_LIMITED = "rate_limited", "Rate limited"
+        QUOTA_EXHAUSTED = "quota_exhausted", "Quota exhausted"
+        MODEL_NOT_FOUND = "model_not_found", "Model not available"
+        UNSTABLE = "unstable", "Failing upstream (circuit breaker)"
+
+    credential = models.ForeignKey(
+        "accounts.Credential", on_delete=models.CASCADE, related_name="marks"
+    )
+    model = models.CharField(max_length=200)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    until = models.DateTimeField(db_index=True)
+    message = models.TextField(blank=True, help_text="Upstream's own words, secrets redacted.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["credential", "model"], name="mark_unique_per_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credential} / {self.model}: {self.reason} until {self.until:%Y-%m-%d %H:%M}"
+
+
+class KeyRateWindow(models.Model):
+    """Requests counted for one API key in one fixed window (database state backend only)."""
+
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE)
+    window = models.CharField(max_length=40, help_text="'m:<epoch minute>' or 'd:<quota day>'")
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "window"], name="rate_window_unique")
+        ]
+
+
+class UpstreamErrorLog(models.Model):
+    """Recent upstream errors per credential, for operators; pruned to the newest few."""
+
+    credential = models.ForeignKey(
+        "accounts.Credential", on_delete=models.CASCADE, related_name="error_log"
+    )
+    at = models.DateTimeField(db_index=True)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=30)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.outcome} {self.status or ''}"

@@ -1,0 +1,316 @@
+"""Gemini CLI OAuth accounts: access tokens (lazy and proactive refresh) and the Code Assist
+project each account works in.
+
+One refresh at a time per credential: an asyncio lock inside a process and the credential's
+row lock (SELECT ... FOR UPDATE) across processes; whoever gets the lock second finds the
+fresh token already stored and uses it.
+"""
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import Credential
+from accounts.secrets import decrypt, encrypt
+from rotator import clock
+from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
+from rotator.upstream import TRANSPORT_ERRORS, upstream_client
+
+logger = logging.getLogger("rotator.oauth")
+
+_tokens: dict[int, tuple[str, datetime]] = {}
+_locks: dict[int, asyncio.Lock] = {}
+_projects: dict[int, str] = {}
+
+# Models Code Assist serves to Gemini CLI accounts (it has no model list endpoint).
+CODE_ASSIST_MODELS = (
+    ("gemini-2.5-pro", "Gemini 2.5 Pro"),
+    ("gemini-2.5-flash", "Gemini 2.5 Flash"),
+    ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite"),
+    ("gemini-3-pro-preview", "Gemini 3 Pro Preview"),
+)
+
+
+def code_assist_models() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"models/{model}",
+            "displayName": display,
+            "supportedGenerationMethods": [
+                "generateContent",
+                "streamGenerateContent",
+                "countTokens",
+            ],
+        }
+        for model, display in CODE_ASSIST_MODELS
+    ]
+
+
+def _lock(credential_id: int) -> asyncio.Lock:
+    lock = _locks.get(credential_id)
+    if lock is None:
+        lock = _locks[credential_id] = asyncio.Lock()
+    return lock
+
+
+def _fresh(entry: tuple[str, datetime] | None, *, now: datetime, margin_seconds: float) -> bool:
+    return entry is not None and entry[1] - now > timedelta(seconds=margin_seconds)
+
+
+async def access_token(*, credential: Any) -> str | Verdict:
+    """Returns a usable access token (refreshing when fewer than 5 minutes remain), or the
+    Verdict of a refresh that failed (INVALID for a revoked refresh token)."""
+    margin = settings.OAUTH_REFRESH_MARGIN_SECONDS
+    cached = _tokens.get(credential.id)
+    if _fresh(cached, now=clock.now(), margin_seconds=margin):
+        assert cached is not None
+        return cached[0]
+    async with _lock(credential.id):
+        cached = _tokens.get(credential.id)
+        if _fresh(cached, now=clock.now(), margin_seconds=margin):
+            assert cached is not None
+            return cached[0]
+        result = await sync_to_async(token_refresh, thread_sensitive=False)(
+            credential_id=credential.id, margin_seconds=margin, stale_token=None
+        )
+    return _remember(credential.id, result)
+
+
+async def access_token_refresh_forced(*, credential: Any) -> bool:
+    """After a 401: refreshes unless another request already replaced the refused token.
+    Returns whether a new token is ready."""
+    refused = _tokens.get(credential.id)
+    async with _lock(credential.id):
+        current = _tokens.get(credential.id)
+        if current is not None and refused is not None and current[0] != refused[0]:
+            return True
+        result = await sync_to_async(token_refresh, thread_sensitive=False)(
+            credential_id=credential.id,
+            margin_seconds=None,
+            stale_token=refused[0] if refused else None,
+        )
+    return not isinstance(_remember(credential.id, result), Verdict)
+
+
+def _remember(credential_id: int, result: tuple[str, datetime] | Verdict) -> str | Verdict:
+    if isinstance(result, Verdict):
+        _tokens.pop(credential_id, None)
+        return result
+    _tokens[credential_id] = result
+    return result[0]
+
+
+def token_refresh(
+    *, credential_id: int, margin_seconds: float | None, stale_token: str | None
+) -> tuple[str, datetime] | Verdict:
+    """Refreshes a credential's access token at OAUTH_TOKEN_URL unless the stored one is still
+    good (fresh by `margin_seconds`, or different from the `stale_token` that was refused).
+
+    Returns (token, expires_at) or the failure's Verdict; an invalid_grant marks the credential
+    invalid. Holds the credential's row lock for the refresh, so processes queue, not stampede.
+    """
+    from rotator.pool import credential_invalidate
+
+    now = clock.now()
+    with transaction.atomic():
+        row = Credential.objects.select_for_update().get(id=credential_id)
+        if row.access_token_encrypted and row.access_token_expires_at is not None:
+            stored = (decrypt(row.access_token_encrypted), row.access_token_expires_at)
+            if margin_seconds is not None and _fresh(
+                stored, now=now, margin_seconds=margin_seconds
+            ):
+                return stored
+            if stale_token is not None and stored[0] != stale_token and stored[1] > now:
+                return stored
+        try:
+            account = orjson.loads(decrypt(row.secret_encrypted))
+            refresh_token = str(account["refresh_token"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            verdict = Verdict(Outcome.INVALID, message="stored OAuth JSON has no refresh_token")
+            return verdict
+        client_secret = (
+            decrypt(row.oauth_client_secret_encrypted)
+            if row.oauth_client_secret_encrypted
+            else settings.OAUTH_CLIENT_SECRET
+        )
+        try:
+            response = httpx.post(
+                settings.OAUTH_TOKEN_URL,
+                data={
+                    "client_id": row.oauth_client_id or settings.OAUTH_CLIENT_ID,
+                    "client_secret": client_secret,
+                    "refresh_token": refresh_token,
+                    "grant_type": "refresh_token",
+                },
+                timeout=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+            )
+        except httpx.HTTPError as exc:
+            return Verdict(Outcome.TRANSIENT, message=f"token endpoint unreachable: {exc}")
+        verdict = oauth_refresh_classify(status=response.status_code, body=response.content)
+        if verdict.outcome is Outcome.OK:
+            document = orjson.loads(response.content)
+            token = str(document["access_token"])
+            # Google's default lifetime when expires_in is absent.
+            expires_at = now + timedelta(seconds=int(document.get("expires_in") or 3600))
+            Credential.objects.filter(id=credential_id).update(
+                access_token_encrypted=encrypt(token), access_token_expires_at=expires_at
+            )
+            logger.info("refreshed access token for credential %s", credential_id)
+            return token, expires_at
+    if verdict.outcome is Outcome.INVALID:
+        credential_invalidate(
+            credential_id=credential_id,
+            message=verdict.message,
+            status=response.status_code,
+            now=now,
+        )
+    return verdict
+
+
+def tokens_refresh(*, within_seconds: int = 600) -> str:
+    """Refreshes every active OAuth credential whose token expires within `within_seconds`
+    (the beat task; requests refresh lazily anyway). Returns a one-line summary."""
+    soon = clock.now() + timedelta(seconds=within_seconds)
+    due = Credential.objects.in_pool().filter(kind=Credential.Kind.GEMINI_OAUTH)
+    due = due.exclude(access_token_expires_at__gt=soon)
+    refreshed = failed = 0
+    for credential_id in due.values_list("id", flat=True):
+        result = token_refresh(
+            credential_id=credential_id, margin_seconds=within_seconds, stale_token=None
+        )
+        if isinstance(result, Verdict):
+            failed += 1
+        else:
+            refreshed += 1
+    return f"refreshed {refreshed} access token(s), {failed} failed"
+
+
+async def project_id(*, credential: Any) -> str | Verdict:
+    """The Code Assist project for an account: configured, discovered earlier, or discovered
+    now (loadCodeAssist, then onboardUser for an account not yet onboarded)."""
+    if credential.oauth_project_id:
+        return str(credential.oauth_project_id)
+    known = _projects.get(credential.id)
+    if known:
+        return known
+    async with _lock(-credential.id):
+        known = _projects.get(credential.id)
+        if known:
+            return known
+        result = await _project_discover(credential)
+        if isinstance(result, Verdict):
+            if result.outcome is Outcome.INVALID:
+                from rotator.pool import credential_invalidate
+
+                await sync_to_async(credential_invalidate)(
+                    credential_id=credential.id,
+                    message=result.message,
+                    status=None,
+                    now=clock.now(),
+                )
+            return result
+        _projects[credential.id] = result
+        credential.oauth_project_id = result
+        await sync_to_async(_project_store)(credential_id=credential.id, project=result)
+        return result
+
+
+def _project_store(*, credential_id: int, project: str) -> None:
+    Credential.objects.filter(id=credential_id).update(oauth_project_id=project)
+
+
+_METADATA = {
+    "ideType": "IDE_UNSPECIFIED",
+    "platform": "PLATFORM_UNSPECIFIED",
+    "pluginType": "GEMINI",
+}
+
+
+async def _code_assist_post(credential: Any, method: str, body: dict[str, Any]) -> Any | Verdict:
+    token = await access_token(credential=credential)
+    if isinstance(token, Verdict):
+        return token
+    try:
+        response = await upstream_client().post(
+            f"{settings.CODE_ASSIST_UPSTREAM_URL}:{method}",
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+            content=orjson.dumps(body),
+        )
+    except TRANSPORT_ERRORS as exc:
+        return Verdict(Outcome.TRANSIENT, message=f"Code Assist unreachable: {type(exc).__name__}")
+    if response.status_code != 200:
+        verdict = upstream_answer_classify(status=response.status_code, body=response.content)
+        return verdict
+    return orjson.loads(response.content)
+
+
+def _project_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+async def _project_discover(credential: Any) -> str | Verdict:
+    loaded = await _code_assist_post(credential, "loadCodeAssist", {"metadata": _METADATA})
+    if isinstance(loaded, Verdict):
+        return loaded
+    if loaded.get("currentTier"):
+        project = _project_of(loaded.get("cloudaicompanionProject"))
+        if project:
+            return project
+    allowed = loaded.get("allowedTiers") or []
+    tier = next((t for t in allowed if t.get("isDefault")), allowed[0] if allowed else None)
+    if tier is None:
+        ineligible = loaded.get("ineligibleTiers") or [{}]
+        reason = ineligible[0]
+        code = reason.get("reasonCode", "unknown")
+        message = (
+            f"Google says this account cannot use Code Assist ({code}): "
+            f"{reason.get('reasonMessage', '')} {reason.get('validationUrl', '')}".strip()
+        )
+        return Verdict(Outcome.INVALID, message=message, reason=str(reason.get("reasonCode", "")))
+    body: dict[str, Any] = {"tierId": tier.get("id"), "metadata": _METADATA}
+    # The free tier refuses a project ("Precondition Failed"); the others need one.
+    if tier.get("id") != "free-tier" and credential.oauth_project_id:
+        body["cloudaicompanionProject"] = credential.oauth_project_id
+    operation = await _code_assist_post(credential, "onboardUser", body)
+    for _ in range(settings.OAUTH_ONBOARD_MAX_POLLS):
+        if isinstance(operation, Verdict):
+            return operation
+        if operation.get("done"):
+            project = _project_of((operation.get("response") or {}).get("cloudaicompanionProject"))
+            if project:
+                return project
+            return Verdict(Outcome.INVALID, message="onboarding finished without a project")
+        await asyncio.sleep(settings.OAUTH_ONBOARD_POLL_SECONDS)
+        operation = await _operation_get(credential, str(operation.get("name", "")))
+    return Verdict(Outcome.TRANSIENT, message="onboarding did not finish in time")
+
+
+async def _operation_get(credential: Any, name: str) -> Any | Verdict:
+    token = await access_token(credential=credential)
+    if isinstance(token, Verdict):
+        return token
+    try:
+        response = await upstream_client().get(
+            f"{settings.CODE_ASSIST_UPSTREAM_URL}/{name}",
+            headers={"authorization": f"Bearer {token}"},
+        )
+    except TRANSPORT_ERRORS as exc:
+        return Verdict(Outcome.TRANSIENT, message=f"Code Assist unreachable: {type(exc).__name__}")
+    if response.status_code != 200:
+        return upstream_answer_classify(status=response.status_code, body=response.content)
+    return orjson.loads(response.content)
+
+
+def process_tokens_forget() -> None:
+    _tokens.clear()
+    _projects.clear()
+    _locks.clear()

@@ -1,0 +1,632 @@
+"""The rotation engine's stateful API: authenticate, pick, report, rotate, reset.
+
+Nothing else touches cursors or marks. Each server process keeps a snapshot of every pool it
+serves (credentials in order, the owner's API keys); the shared state backend says on every
+pick whether that snapshot is still current, so changes made anywhere (admin, API, another
+process) take effect on the next request everywhere.
+"""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from accounts.models import ApiKey, Credential
+from accounts.secrets import decrypt, digest
+from rotator import clock
+from rotator.classify import Outcome, Verdict
+from rotator.errors import (
+    AuthenticationFailed,
+    KeyLimitExceeded,
+    ModelNotAllowed,
+    NoCredentialAvailable,
+    PoolEmpty,
+)
+from rotator.models import Mark, PoolState, UpstreamErrorLog
+from rotator.selection import NonePicked, Picked, Strategy, first_in_line
+from rotator.state import (
+    KeyLimited,
+    PickRequest,
+    Stale,
+    datetime_of_ms,
+    now_ms_of,
+    state_backend,
+)
+
+logger = logging.getLogger("rotator.pool")
+
+ERROR_LOG_KEEP = 20
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """What the hot path needs to know about a Rotator API key."""
+
+    id: int
+    user_id: int
+    digest: str
+    prefix: str
+    revoked: bool
+    expires_at: datetime | None
+    allowed_models: frozenset[str]
+    requests_per_minute: int | None
+    requests_per_day: int | None
+
+    def refusal(self, now: datetime) -> str | None:
+        if self.revoked:
+            return "This API key has been revoked."
+        if self.expires_at is not None and self.expires_at <= now:
+            return "This API key has expired."
+        return None
+
+
+@dataclass(slots=True)
+class CredentialView:
+    """A credential as the request path sees it; the secret is decrypted on first use."""
+
+    id: int
+    user_id: int
+    kind: str
+    label: str
+    secret_mask: str
+    project_label: str
+    secret_encrypted: str
+    oauth_project_id: str
+    oauth_client_id: str
+    oauth_client_secret_encrypted: str
+    _secret: str | None = field(default=None, repr=False)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.label} ({self.secret_mask})" if self.label else self.secret_mask
+
+    @property
+    def is_oauth(self) -> bool:
+        return self.kind == Credential.Kind.GEMINI_OAUTH
+
+    def secret(self) -> str:
+        if self._secret is None:
+            self._secret = decrypt(self.secret_encrypted)
+        return self._secret
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    user_id: int
+    version: int
+    strategy: Strategy
+    ordered_ids: tuple[int, ...]
+    credentials: dict[int, CredentialView]
+    keys: dict[str, KeyView]
+    # Credentials sharing a Google Cloud project share its quota: mark them together.
+    project_peers: dict[str, tuple[int, ...]]
+
+
+_snapshots: dict[int, PoolSnapshot] = {}
+_keys: dict[str, tuple[KeyView, float]] = {}
+# Consecutive transient failures per credential, per process. The breaker is an optimisation
+# (a mark after N failures saves later requests a wasted attempt), so a per-process count is
+# enough and keeps the success path free of another shared-state write.
+_failures: dict[int, int] = {}
+
+
+def _key_view(row: ApiKey) -> KeyView:
+    return KeyView(
+        id=row.id,
+        user_id=row.user_id,
+        digest=row.digest,
+        prefix=row.prefix,
+        revoked=row.revoked,
+        expires_at=row.expires_at,
+        allowed_models=frozenset(_model_bare(m) for m in row.allowed_models or ()),
+        requests_per_minute=row.requests_per_minute,
+        requests_per_day=row.requests_per_day,
+    )
+
+
+def _model_bare(model: str) -> str:
+    return model.removeprefix("models/")
+
+
+def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[str, dict[int, int]]]:
+    """Reads a pool from the database. Returns the snapshot and its active marks by model."""
+    state, _ = PoolState.objects.get_or_create(user_id=user_id)
+    rows = list(
+        Credential.objects.in_pool()
+        .filter(user_id=user_id)
+        .order_by("position", "id")
+        .values(
+            "id",
+            "kind",
+            "label",
+            "secret_mask",
+            "project_label",
+            "secret_encrypted",
+            "oauth_project_id",
+            "oauth_client_id",
+            "oauth_client_secret_encrypted",
+        )
+    )
+    credentials = {row["id"]: CredentialView(user_id=user_id, **row) for row in rows}
+    peers: dict[str, list[int]] = {}
+    for view in credentials.values():
+        if view.project_label:
+            peers.setdefault(view.project_label, []).append(view.id)
+    keys = {row.digest: _key_view(row) for row in ApiKey.objects.filter(user_id=user_id)}
+    marks: dict[str, dict[int, int]] = {}
+    for model, credential_id, until in Mark.objects.filter(
+        credential__user_id=user_id, until__gt=now
+    ).values_list("model", "credential_id", "until"):
+        marks.setdefault(model, {})[credential_id] = now_ms_of(until)
+    snapshot = PoolSnapshot(
+        user_id=user_id,
+        version=state.version,
+        strategy=Strategy(state.strategy),
+        ordered_ids=tuple(credentials),
+        credentials=credentials,
+        keys=keys,
+        project_peers={label: tuple(ids) for label, ids in peers.items()},
+    )
+    return snapshot, marks
+
+
+async def _snapshot_refresh(*, user_id: int, now: datetime) -> PoolSnapshot:
+    snapshot, marks = await sync_to_async(snapshot_load)(user_id=user_id, now=now)
+    await state_backend().order_install(
+        user_id=user_id, version=snapshot.version, ordered_ids=snapshot.ordered_ids, marks=marks
+    )
+    _snapshots[user_id] = snapshot
+    monotonic = time.monotonic()
+    for stale_digest in [d for d, (k, _) in _keys.items() if k.user_id == user_id]:
+        if stale_digest not in snapshot.keys:
+            del _keys[stale_digest]
+    for key_digest, key in snapshot.keys.items():
+        if key_digest in _keys:
+            _keys[key_digest] = (key, monotonic)
+    return snapshot
+
+
+def _api_key_fetch(key_digest: str) -> KeyView | None:
+    row = ApiKey.objects.filter(digest=key_digest).first()
+    return _key_view(row) if row is not None else None
+
+
+async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyView:
+    """Returns the key for a presented secret.
+
+    Raises AuthenticationFailed when it is missing, unknown, revoked or expired. Warm path:
+    one digest and a dictionary lookup; a cold key costs one indexed query.
+    """
+    if not presented:
+        raise AuthenticationFailed(
+            "Missing API key. Pass it as 'Authorization: Bearer KEY', 'x-goog-api-key: KEY' "
+            "or '?key=KEY'.",
+            code="missing_api_key",
+        )
+    key_digest = digest(presented)
+    cached = _keys.get(key_digest)
+    if cached is None or time.monotonic() - cached[1] > settings.API_KEY_CACHE_SECONDS:
+        key = await sync_to_async(_api_key_fetch)(key_digest)
+        if key is None:
+            _keys.pop(key_digest, None)
+            raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+        _keys[key_digest] = (key, time.monotonic())
+    else:
+        key = cached[0]
+    refusal = key.refusal(now)
+    if refusal:
+        raise AuthenticationFailed(refusal, code="invalid_api_key")
+    return key
+
+
+def model_check(*, key: KeyView, model: str) -> None:
+    """Raises ModelNotAllowed when the key is limited to other models."""
+    if key.allowed_models and _model_bare(model) not in key.allowed_models:
+        raise ModelNotAllowed(
+            f"This API key may not use model '{_model_bare(model)}'.", code="model_not_allowed"
+        )
+
+
+def _retry_after_seconds(until_ms: int, now: datetime) -> int:
+    return max(1, int((datetime_of_ms(until_ms) - now).total_seconds() + 0.999))
+
+
+async def credential_pick(
+    *, key: KeyView, model: str, excluded: tuple[int, ...], first_attempt: bool, now: datetime
+) -> CredentialView:
+    """Returns the credential that serves this attempt, advancing the pool's cursor.
+
+    Raises AuthenticationFailed (the key changed since it was cached), KeyLimitExceeded,
+    PoolEmpty (nothing usable at all) or NoCredentialAvailable (all cooling down; carries
+    Retry-After). Counts the key's rate windows on the first attempt.
+    """
+    model = _model_bare(model)
+    snapshot = _snapshots.get(key.user_id)
+    if snapshot is None:
+        snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+    backend = state_backend()
+    for _ in range(3):
+        current_key = snapshot.keys.get(key.digest)
+        if current_key is None:
+            raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+        refusal = current_key.refusal(now)
+        if refusal:
+            raise AuthenticationFailed(refusal, code="invalid_api_key")
+        if not snapshot.ordered_ids:
+            raise PoolEmpty(
+                "No upstream credential is available in this pool. An operator must add a "
+                "Gemini API key or OAuth account (admin, /api/credentials or "
+                "'manage.py addcredential'), or re-enable an invalid one.",
+                code="pool_empty",
+            )
+        outcome = await backend.pick(
+            PickRequest(
+                user_id=key.user_id,
+                version=snapshot.version,
+                model=model,
+                strategy=snapshot.strategy,
+                now_ms=now_ms_of(now),
+                excluded=excluded,
+                ordered_ids=snapshot.ordered_ids,
+                api_key_id=current_key.id,
+                count_rate=first_attempt,
+                requests_per_minute=current_key.requests_per_minute,
+                requests_per_day=current_key.requests_per_day,
+                minute=int(now.timestamp()) // 60,
+                day=clock.quota_day(now).isoformat(),
+            )
+        )
+        if isinstance(outcome, Stale):
+            snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+            continue
+        if isinstance(outcome, Picked):
+            credential = snapshot.credentials.get(outcome.credential_id)
+            if credential is None:  # installed by a newer process than our snapshot
+                snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                continue
+            return credential
+        if isinstance(outcome, KeyLimited):
+            if outcome.window == "minute":
+                retry_after = 60 - int(now.timestamp()) % 60
+                limit = current_key.requests_per_minute
+            else:
+                retry_after = _retry_after_seconds(now_ms_of(clock.daily_reset_next(now)), now)
+                limit = current_key.requests_per_day
+            raise KeyLimitExceeded(
+                f"This API key is limited to {limit} requests per {outcome.window}.",
+                code="key_rate_limited",
+                retry_after_seconds=retry_after,
+            )
+        assert isinstance(outcome, NonePicked)
+        raise _none_available(snapshot=snapshot, model=model, outcome=outcome, now=now)
+    raise NoCredentialAvailable(
+        "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
+    )
+
+
+def _none_available(
+    *, snapshot: PoolSnapshot, model: str, outcome: NonePicked, now: datetime
+) -> NoCredentialAvailable:
+    total = len(snapshot.ordered_ids)
+    if outcome.soonest_until_ms is None:
+        return NoCredentialAvailable(
+            f"All {total} credentials for {model} failed for this request.",
+            code="credentials_exhausted",
+            retry_after_seconds=1,
+        )
+    back_at = datetime_of_ms(outcome.soonest_until_ms)
+    return NoCredentialAvailable(
+        f"All {total} credentials for {model} are rate-limited or exhausted until "
+        f"{back_at:%H:%M:%S} UTC.",
+        code="credentials_exhausted",
+        retry_after_seconds=_retry_after_seconds(outcome.soonest_until_ms, now),
+    )
+
+
+def _mark_until(*, verdict: Verdict, now: datetime) -> tuple[str, datetime] | None:
+    if verdict.outcome is Outcome.RATE_LIMITED:
+        delay = verdict.retry_delay_seconds or settings.RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS
+        return Mark.Reason.RATE_LIMITED, now + timedelta(seconds=delay)
+    if verdict.outcome is Outcome.QUOTA_EXHAUSTED:
+        # Our clock, not Google's retryDelay, which can be short or huge for a daily quota;
+        # if Google disagrees, one request after the reset re-marks it. Code Assist states its
+        # own reset time per account, which we believe.
+        if verdict.reset_after_seconds:
+            return Mark.Reason.QUOTA_EXHAUSTED, now + timedelta(seconds=verdict.reset_after_seconds)
+        return Mark.Reason.QUOTA_EXHAUSTED, clock.daily_reset_next(now)
+    if verdict.outcome is Outcome.MODEL_NOT_FOUND:
+        # Access to a model can change (new tier, new release); look again each quota day.
+        return Mark.Reason.MODEL_NOT_FOUND, clock.daily_reset_next(now)
+    return None
+
+
+async def credential_report(
+    *, credential: CredentialView, model: str, verdict: Verdict, status: int | None, now: datetime
+) -> None:
+    """Learns from one upstream answer: marks the credential (and its project peers) for the
+    model, invalidates it, or counts a transient failure toward the circuit breaker."""
+    model = _model_bare(model)
+    outcome = verdict.outcome
+    if outcome is Outcome.OK:
+        if _failures:
+            _failures.pop(credential.id, None)
+        return
+    if outcome is Outcome.CLIENT_ERROR:
+        return
+    if outcome in (Outcome.TRANSIENT, Outcome.EMPTY):
+        count = _failures.get(credential.id, 0) + 1
+        _failures[credential.id] = count
+        if count < settings.CIRCUIT_BREAKER_FAILURES:
+            await sync_to_async(_error_log_add)(
+                credential_id=credential.id, model=model, status=status, verdict=verdict, now=now
+            )
+            return
+        _failures.pop(credential.id, None)
+        reason: str = Mark.Reason.UNSTABLE
+        until = now + timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
+        ids: tuple[int, ...] = (credential.id,)
+    elif outcome in (Outcome.INVALID, Outcome.UNAUTHENTICATED):
+        await sync_to_async(credential_invalidate)(
+            credential_id=credential.id, message=verdict.message, status=status, now=now
+        )
+        return
+    else:
+        mark = _mark_until(verdict=verdict, now=now)
+        if mark is None:
+            return
+        reason, until = mark
+        ids = (credential.id,)
+        if reason != Mark.Reason.MODEL_NOT_FOUND and credential.project_label:
+            snapshot = _snapshots.get(credential.user_id)
+            if snapshot is not None:
+                ids = snapshot.project_peers.get(credential.project_label, ids)
+    await state_backend().marks_put(
+        user_id=credential.user_id, credential_ids=ids, model=model, until_ms=now_ms_of(until)
+    )
+    await sync_to_async(_marks_write)(
+        credential_ids=ids,
+        model=model,
+        reason=reason,
+        until=until,
+        message=verdict.message,
+        status=status,
+        verdict=verdict,
+        reporter_id=credential.id,
+        now=now,
+    )
+
+
+def _marks_write(
+    *,
+    credential_ids: Iterable[int],
+    model: str,
+    reason: str,
+    until: datetime,
+    message: str,
+    status: int | None,
+    verdict: Verdict,
+    reporter_id: int,
+    now: datetime,
+) -> None:
+    for credential_id in credential_ids:
+        # A later deadline wins: a short rate limit never shortens a daily-quota mark.
+        updated = Mark.objects.filter(
+            credential_id=credential_id, model=model, until__lt=until
+        ).update(reason=reason, until=until, message=message)
+        if updated:
+            continue
+        try:
+            with transaction.atomic():
+                Mark.objects.create(
+                    credential_id=credential_id,
+                    model=model,
+                    reason=reason,
+                    until=until,
+                    message=message,
+                )
+        except IntegrityError:
+            pass  # an equal or later mark is already there
+    _error_log_add(credential_id=reporter_id, model=model, status=status, verdict=verdict, now=now)
+
+
+def _error_log_add(
+    *, credential_id: int, model: str, status: int | None, verdict: Verdict, now: datetime
+) -> None:
+    UpstreamErrorLog.objects.create(
+        credential_id=credential_id,
+        at=now,
+        model=model,
+        status=status,
+        outcome=verdict.outcome.value,
+        message=verdict.message,
+    )
+    stale = UpstreamErrorLog.objects.filter(credential_id=credential_id).values_list(
+        "id", flat=True
+    )[ERROR_LOG_KEEP:]
+    stale_ids = list(stale)
+    if stale_ids:
+        UpstreamErrorLog.objects.filter(id__in=stale_ids).delete()
+
+
+def credential_invalidate(
+    *, credential_id: int, message: str, status: int | None, now: datetime
+) -> None:
+    """Marks a credential invalid for every model until an operator or a check restores it."""
+    Credential.objects.filter(id=credential_id).update(
+        status=Credential.Status.INVALID, last_error=message, last_error_at=now
+    )
+    UpstreamErrorLog.objects.create(
+        credential_id=credential_id,
+        at=now,
+        status=status,
+        outcome=Outcome.INVALID.value,
+        message=message,
+    )
+    user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
+    pool_invalidate(user_id=user_id)
+    logger.warning("credential %s marked invalid: %s", credential_id, message)
+
+
+def credential_restore(*, credential_id: int) -> None:
+    """Returns an invalid credential to the pool (after a passing check or by an operator)."""
+    Credential.objects.filter(id=credential_id).update(status=Credential.Status.ACTIVE)
+    user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
+    pool_invalidate(user_id=user_id)
+
+
+def pool_invalidate(*, user_id: int) -> None:
+    """Tells every process that this user's pool (credentials, keys, strategy) changed."""
+    state_backend().pool_invalidate(user_id=user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    first_credential: Credential | None
+    pool_size: int
+
+
+def pool_rotate(*, user_id: int, now: datetime) -> RotationResult:
+    """Manual rotation: advances the pool's cursor by one and restarts every credential's
+    'since last rotation' counter. Returns the credential now first in line."""
+    PoolState.objects.get_or_create(user_id=user_id)
+    cursor = state_backend().cursor_advance(user_id=user_id, by=1)
+    PoolState.objects.filter(user_id=user_id).update(rotated_at=now)
+    Credential.objects.filter(user_id=user_id).update(requests_since_rotation=0)
+    ordered = list(
+        Credential.objects.in_pool().filter(user_id=user_id).values_list("id", flat=True)
+    )
+    first_id = first_in_line(ordered_ids=ordered, cursor=cursor)
+    first = Credential.objects.get(id=first_id) if first_id is not None else None
+    return RotationResult(first_credential=first, pool_size=len(ordered))
+
+
+@dataclass(frozen=True, slots=True)
+class ResetSummary:
+    cleared: int
+    users: int
+
+    @property
+    def summary(self) -> str:
+        return f"cleared {self.cleared} quota mark(s) in {self.users} pool(s)"
+
+
+def quotas_reset(*, user_id: int | None, now: datetime, force: bool) -> ResetSummary:
+    """Ends quota-exhausted marks: those that have lapsed (the daily task; their `until` is the
+    reset instant, so they have already ended on their own), or all of them (`force`, an
+    operator saying the quota is back). Rate-limit and invalid marks are not touched."""
+    marks = Mark.objects.filter(reason=Mark.Reason.QUOTA_EXHAUSTED)
+    if user_id is not None:
+        marks = marks.filter(credential__user_id=user_id)
+    if not force:
+        marks = marks.filter(until__lte=now)
+    affected = dict(marks.values_list("credential_id", "credential__user_id"))
+    cleared, _ = marks.delete()
+    users = set(affected.values())
+    if force:
+        for affected_user in users:
+            state_backend().marks_drop(
+                user_id=affected_user,
+                credential_ids=[c for c, u in affected.items() if u == affected_user],
+            )
+    if cleared:
+        logger.info("daily reset: cleared %d quota mark(s) in %d pool(s)", cleared, len(users))
+    return ResetSummary(cleared=cleared, users=len(users))
+
+
+def marks_clear(*, credential_ids: Iterable[int]) -> int:
+    """Clears every mark (all models, all reasons) of these credentials. Returns how many."""
+    ids = list(credential_ids)
+    by_user: dict[int, list[int]] = {}
+    for credential_id, user_id in Credential.objects.filter(id__in=ids).values_list(
+        "id", "user_id"
+    ):
+        by_user.setdefault(user_id, []).append(credential_id)
+    cleared, _ = Mark.objects.filter(credential_id__in=ids).delete()
+    for user_id, user_ids in by_user.items():
+        state_backend().marks_drop(user_id=user_id, credential_ids=user_ids)
+    return cleared
+
+
+def process_state_forget() -> None:
+    """Drops this process's snapshots and caches (tests, and after a settings change)."""
+    _snapshots.clear()
+    _keys.clear()
+    _failures.clear()
+    _models.clear()
+
+
+async def _snapshot_current(*, user_id: int) -> PoolSnapshot:
+    snapshot = _snapshots.get(user_id)
+    if snapshot is None:
+        snapshot = await _snapshot_refresh(user_id=user_id, now=clock.now())
+    return snapshot
+
+
+async def credentials_of_other_kinds(*, key: KeyView, kinds: frozenset[str]) -> list[int]:
+    """Ids in the key's pool whose kind cannot serve an operation (embeddings need API keys)."""
+    snapshot = await _snapshot_current(user_id=key.user_id)
+    return [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
+
+
+def _soonest_back(*, user_id: int, model: str, pool_size: int, now: datetime) -> int:
+    marks = Mark.objects.filter(credential__user_id=user_id, model=model, until__gt=now)
+    if marks.count() < pool_size:
+        return 1
+    soonest = marks.order_by("until").values_list("until", flat=True).first()
+    return 1 if soonest is None else _retry_after_seconds(now_ms_of(soonest), now)
+
+
+async def retry_after_for(*, key: KeyView, model: str, now: datetime) -> int:
+    """Seconds until some credential can serve `model` again (1 if one can now)."""
+    snapshot = await _snapshot_current(user_id=key.user_id)
+    return await sync_to_async(_soonest_back)(
+        user_id=key.user_id,
+        model=_model_bare(model),
+        pool_size=len(snapshot.ordered_ids),
+        now=now,
+    )
+
+
+_models: dict[int, tuple[float, list[dict[str, Any]]]] = {}
+
+
+async def models_for_pool(
+    *,
+    key: KeyView,
+    fetch: Callable[[CredentialView], Awaitable[list[dict[str, Any]] | None]],
+) -> list[dict[str, Any]]:
+    """The native model descriptions the key's pool serves, cached MODELS_CACHE_SECONDS.
+
+    Asks up to three API-key credentials (any one answering is enough: every key sees the
+    same catalogue); an OAuth-only pool lists the Code Assist models.
+    """
+    cached = _models.get(key.user_id)
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[1]
+    snapshot = await _snapshot_current(user_id=key.user_id)
+    if not snapshot.ordered_ids:
+        raise PoolEmpty(
+            "No upstream credential is available in this pool. An operator must add one.",
+            code="pool_empty",
+        )
+    api_keys = [c for c in snapshot.credentials.values() if not c.is_oauth][:3]
+    oauth_accounts = [c for c in snapshot.credentials.values() if c.is_oauth][:1]
+    models: list[dict[str, Any]] | None = None
+    for credential in [*api_keys, *oauth_accounts]:
+        models = await fetch(credential)
+        if models is not None:
+            break
+    if models is None:
+        from rotator.errors import UpstreamUnreachable
+
+        raise UpstreamUnreachable(
+            "Could not list models from upstream.", code="upstream_unreachable"
+        )
+    _models[key.user_id] = (time.monotonic() + settings.MODELS_CACHE_SECONDS, models)
+    return models

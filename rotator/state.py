@@ -1,0 +1,422 @@
+"""Shared rotation state (cursor, per-model marks, per-key rate windows): Redis or the database.
+
+One interface, two implementations, chosen once from settings (REDIS_URL). Both are atomic
+across server processes: Redis through one Lua script per pick, the database through a
+transaction whose first statement locks the pool's row. The database keeps the durable copy
+of marks either way (rotator.models.Mark); Redis holds the hot copy and is rebuilt from the
+database whenever it has lost it (a restart), because a missing order version reads as stale.
+"""
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+
+from rotator.models import KeyRateWindow, Mark, PoolState
+from rotator.selection import NonePicked, Picked, Strategy, credential_choose
+
+
+@dataclass(frozen=True, slots=True)
+class PickRequest:
+    user_id: int
+    version: int
+    model: str
+    strategy: Strategy
+    now_ms: int
+    excluded: tuple[int, ...]
+    ordered_ids: Sequence[int]
+    api_key_id: int
+    # Per-key limits are counted on a request's first attempt only, so retries are free.
+    count_rate: bool
+    requests_per_minute: int | None
+    requests_per_day: int | None
+    minute: int
+    day: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """The caller's snapshot of the pool is older than the shared one: reload and ask again."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimited:
+    window: str  # "minute" or "day"
+
+
+PickOutcome = Picked | NonePicked | Stale | KeyLimited
+
+
+def now_ms_of(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def datetime_of_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+class StateBackend(Protocol):
+    async def pick(self, request: PickRequest) -> PickOutcome: ...
+
+    async def order_install(
+        self,
+        *,
+        user_id: int,
+        version: int,
+        ordered_ids: Sequence[int],
+        marks: Mapping[str, Mapping[int, int]],
+    ) -> None: ...
+
+    async def marks_put(
+        self, *, user_id: int, credential_ids: Iterable[int], model: str, until_ms: int
+    ) -> None: ...
+
+    def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None: ...
+
+    def pool_invalidate(self, *, user_id: int) -> None: ...
+
+    def cursor_advance(self, *, user_id: int, by: int) -> int: ...
+
+    def ping(self) -> bool: ...
+
+
+# --------------------------------------------------------------------------- database backend
+
+
+class DatabaseState:
+    """State in the database: for the embedded default, or PostgreSQL without Redis."""
+
+    async def pick(self, request: PickRequest) -> PickOutcome:
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(self.pick_sync)(request)
+
+    def pick_sync(self, request: PickRequest) -> PickOutcome:
+        increment = 1 if request.strategy is Strategy.ROUND_ROBIN else 0
+        with transaction.atomic():
+            # The UPDATE takes the pool row's lock until commit, which serialises concurrent
+            # picks for one pool across processes (PostgreSQL) as the Lua script does in Redis.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {PoolState._meta.db_table} SET cursor = cursor + %s "
+                    "WHERE user_id = %s RETURNING cursor, version",
+                    [increment, request.user_id],
+                )
+                row = cursor.fetchone()
+            if row is None or row[1] != request.version:
+                transaction.set_rollback(True)
+                return Stale()
+            cursor_before = row[0] - increment
+            if request.count_rate:
+                limited = self._rate_count(request)
+                if limited is not None:
+                    transaction.set_rollback(True)
+                    return limited
+            now = datetime_of_ms(request.now_ms)
+            marked = {
+                credential_id: now_ms_of(until)
+                for credential_id, until in Mark.objects.filter(
+                    credential__user_id=request.user_id, model=request.model, until__gt=now
+                ).values_list("credential_id", "until")
+            }
+            outcome = credential_choose(
+                ordered_ids=request.ordered_ids,
+                start=cursor_before,
+                strategy=request.strategy,
+                marked_until_ms=marked,
+                excluded=request.excluded,
+                now_ms=request.now_ms,
+            )
+            if isinstance(outcome, Picked) and outcome.cursor_after is not None:
+                PoolState.objects.filter(user_id=request.user_id).update(
+                    cursor=outcome.cursor_after
+                )
+            return outcome
+
+    def _rate_count(self, request: PickRequest) -> KeyLimited | None:
+        now = datetime_of_ms(request.now_ms)
+        windows = (
+            ("minute", f"m:{request.minute}", request.requests_per_minute, timedelta(minutes=2)),
+            ("day", f"d:{request.day}", request.requests_per_day, timedelta(days=2)),
+        )
+        for name, window, limit, keep in windows:
+            if not limit:
+                continue
+            # Conditional increment: only while under the limit, so concurrent requests can
+            # never push the count past it.
+            updated = KeyRateWindow.objects.filter(
+                api_key_id=request.api_key_id, window=window, count__lt=limit
+            ).update(count=F("count") + 1)
+            if updated:
+                continue
+            try:
+                with transaction.atomic():
+                    KeyRateWindow.objects.create(
+                        api_key_id=request.api_key_id, window=window, count=1, expires_at=now + keep
+                    )
+            except IntegrityError:
+                return KeyLimited(window=name)
+        return None
+
+    async def order_install(
+        self,
+        *,
+        user_id: int,
+        version: int,
+        ordered_ids: Sequence[int],
+        marks: Mapping[str, Mapping[int, int]],
+    ) -> None:
+        # The database backend reads order and marks from their tables on every pick.
+        return None
+
+    async def marks_put(
+        self, *, user_id: int, credential_ids: Iterable[int], model: str, until_ms: int
+    ) -> None:
+        # Marks live in rotator.models.Mark, which pool writes for both backends.
+        return None
+
+    def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None:
+        return None
+
+    def pool_invalidate(self, *, user_id: int) -> None:
+        PoolState.objects.filter(user_id=user_id).update(version=F("version") + 1)
+
+    def cursor_advance(self, *, user_id: int, by: int) -> int:
+        PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
+        return int(PoolState.objects.values_list("cursor", flat=True).get(user_id=user_id))
+
+    def ping(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+
+
+# ------------------------------------------------------------------------------ Redis backend
+
+# KEYS: 1 pool hash, 2 order hash, 3 marks zset (this model), 4 minute window, 5 day window
+# ARGV: 1 version, 2 now_ms, 3 strategy, 4 rpm (0 = none), 5 rpd (0 = none), 6 count_rate,
+#       7.. excluded credential ids
+# Mirrors rotator.selection.credential_choose; tests/rotator/test_state.py holds them together.
+_PICK_LUA = """
+local ov = redis.call('HGET', KEYS[1], 'ov')
+if ov ~= ARGV[1] then return {'stale'} end
+if ARGV[6] == '1' then
+  local rpm = tonumber(ARGV[4])
+  local rpd = tonumber(ARGV[5])
+  local counted_minute = false
+  if rpm > 0 then
+    local m = redis.call('INCR', KEYS[4])
+    if m == 1 then redis.call('EXPIRE', KEYS[4], 120) end
+    if m > rpm then
+      redis.call('DECR', KEYS[4])
+      return {'limited', 'minute'}
+    end
+    counted_minute = true
+  end
+  if rpd > 0 then
+    local d = redis.call('INCR', KEYS[5])
+    if d == 1 then redis.call('EXPIRE', KEYS[5], 172800) end
+    if d > rpd then
+      redis.call('DECR', KEYS[5])
+      if counted_minute then redis.call('DECR', KEYS[4]) end
+      return {'limited', 'day'}
+    end
+  end
+end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if n == 0 then return {'none', ''} end
+local round_robin = ARGV[3] == 'round_robin'
+local start
+if round_robin then
+  start = redis.call('HINCRBY', KEYS[1], 'cursor', 1) - 1
+else
+  start = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
+end
+local excluded = {}
+for i = 7, #ARGV do excluded[ARGV[i]] = true end
+local now = tonumber(ARGV[2])
+local soonest = nil
+for offset = 0, n - 1 do
+  local id = redis.call('HGET', KEYS[2], tostring((start + offset) % n))
+  if id and not excluded[id] then
+    local score = redis.call('ZSCORE', KEYS[3], id)
+    local until_ms = score and tonumber(score)
+    if (not until_ms) or until_ms <= now then
+      if offset > 0 then
+        if round_robin then
+          redis.call('HSET', KEYS[1], 'cursor', start + offset + 1)
+        else
+          redis.call('HSET', KEYS[1], 'cursor', start + offset)
+        end
+      end
+      return {'ok', id}
+    end
+    if (not soonest) or until_ms < soonest then soonest = until_ms end
+  end
+end
+if soonest then return {'none', string.format('%d', soonest)} end
+return {'none', ''}
+"""
+
+# KEYS: 1 pool hash, 2 order hash. ARGV: 1 version, 2.. ordered credential ids.
+# Installs only over an older version, so a slow process cannot undo a newer install.
+_INSTALL_LUA = """
+local ov = tonumber(redis.call('HGET', KEYS[1], 'ov') or '-1')
+if ov >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+local n = #ARGV - 1
+local batch = {}
+for i = 2, #ARGV do
+  batch[#batch + 1] = tostring(i - 2)
+  batch[#batch + 1] = ARGV[i]
+  if #batch >= 2000 then
+    redis.call('HSET', KEYS[2], unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then redis.call('HSET', KEYS[2], unpack(batch)) end
+redis.call('HSET', KEYS[1], 'ov', ARGV[1], 'n', n)
+return 1
+"""
+
+
+def state_key(*parts: object) -> str:
+    """Every Redis key Rotator uses is built here, under STATE_KEY_PREFIX."""
+    return ":".join([settings.STATE_KEY_PREFIX, *(str(part) for part in parts)])
+
+
+# Marks live a little past their deadline so that "until" decides, never the TTL.
+_MARK_TTL_SLACK_MS = 60_000
+
+
+class RedisState:
+    """State in Redis, shared by every server process."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+        self._sync = redis.Redis.from_url(url)
+        self._pick_sha: str | None = None
+
+    def _client(self) -> aioredis.Redis:
+        # redis.asyncio connections belong to the loop that made them; the server has one loop
+        # per process, tests may have several.
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(self._url)
+            self._clients[loop] = client
+        return client
+
+    async def pick(self, request: PickRequest) -> PickOutcome:
+        keys = [
+            state_key("pool", request.user_id),
+            state_key("order", request.user_id),
+            state_key("marks", request.user_id, request.model),
+            state_key("rl", request.api_key_id, "m", request.minute),
+            state_key("rl", request.api_key_id, "d", request.day),
+        ]
+        args: list[Any] = [
+            request.version,
+            request.now_ms,
+            request.strategy.value,
+            request.requests_per_minute or 0,
+            request.requests_per_day or 0,
+            1 if request.count_rate else 0,
+            *request.excluded,
+        ]
+        client = self._client()
+        if self._pick_sha is None:
+            self._pick_sha = await client.script_load(_PICK_LUA)
+        try:
+            reply = await client.evalsha(self._pick_sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # Redis restarted and forgot the script.
+            self._pick_sha = await client.script_load(_PICK_LUA)
+            reply = await client.evalsha(self._pick_sha, len(keys), *keys, *args)
+        kind = reply[0].decode()
+        if kind == "ok":
+            return Picked(credential_id=int(reply[1]), cursor_after=None)
+        if kind == "none":
+            return NonePicked(soonest_until_ms=int(reply[1]) if reply[1] else None)
+        if kind == "limited":
+            return KeyLimited(window=reply[1].decode())
+        return Stale()
+
+    async def order_install(
+        self,
+        *,
+        user_id: int,
+        version: int,
+        ordered_ids: Sequence[int],
+        marks: Mapping[str, Mapping[int, int]],
+    ) -> None:
+        client = self._client()
+        pipe = client.pipeline(transaction=False)
+        # Marks first: from the durable copy, never shortening a hot one (GT).
+        for model, until_by_id in marks.items():
+            if until_by_id:
+                key = state_key("marks", user_id, model)
+                pipe.zadd(key, {str(i): until for i, until in until_by_id.items()}, gt=True)
+                pipe.pexpireat(key, max(until_by_id.values()) + _MARK_TTL_SLACK_MS, gt=True)
+                pipe.pexpireat(key, max(until_by_id.values()) + _MARK_TTL_SLACK_MS, nx=True)
+        pipe.eval(
+            _INSTALL_LUA,
+            2,
+            state_key("pool", user_id),
+            state_key("order", user_id),
+            version,
+            *ordered_ids,
+        )
+        await pipe.execute()
+
+    async def marks_put(
+        self, *, user_id: int, credential_ids: Iterable[int], model: str, until_ms: int
+    ) -> None:
+        key = state_key("marks", user_id, model)
+        pipe = self._client().pipeline(transaction=False)
+        pipe.zadd(key, {str(i): until_ms for i in credential_ids})
+        # TTL is garbage collection only: extend it, never shorten it.
+        pipe.pexpireat(key, until_ms + _MARK_TTL_SLACK_MS, gt=True)
+        pipe.pexpireat(key, until_ms + _MARK_TTL_SLACK_MS, nx=True)
+        await pipe.execute()
+
+    def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None:
+        ids = None if credential_ids is None else [str(i) for i in credential_ids]
+        for key in self._sync.scan_iter(match=state_key("marks", user_id, "*"), count=500):
+            if ids is None:
+                self._sync.delete(key)
+            elif ids:
+                self._sync.zrem(key, *ids)
+
+    def pool_invalidate(self, *, user_id: int) -> None:
+        PoolState.objects.filter(user_id=user_id).update(version=F("version") + 1)
+        # Every process's next pick now reads as stale and reloads from the database. Only
+        # after commit: a reload before it would read the old rows under the new version.
+        transaction.on_commit(lambda: self._sync.hdel(state_key("pool", user_id), "ov"))
+
+    def cursor_advance(self, *, user_id: int, by: int) -> int:
+        PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
+        return int(self._sync.hincrby(state_key("pool", user_id), "cursor", by))
+
+    def ping(self) -> bool:
+        return bool(self._sync.ping())
+
+    def close(self) -> None:
+        self._sync.close()
+
+
+@cache
+def state_backend() -> StateBackend:
+    """The backend chosen by settings, one per process."""
+    if settings.REDIS_URL:
+        return RedisState(settings.REDIS_URL)
+    return DatabaseState()

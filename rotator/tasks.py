@@ -1,0 +1,22 @@
+"""Celery tasks: thin adapters over rotator's core functions."""
+
+from celery import shared_task
+
+from rotator import clock, oauth, pool
+
+
+@shared_task
+def tokens_refresh_task() -> str:
+    return oauth.tokens_refresh(within_seconds=600)
+
+
+@shared_task
+def quotas_reset_task() -> str:
+    return pool.quotas_reset(user_id=None, now=clock.now(), force=False).summary
+
+
+@shared_task
+def credentials_recheck_task() -> str:
+    from accounts.services import credentials_recheck
+
+    return credentials_recheck(now=clock.now()).summary

@@ -1,0 +1,1 @@
+"""Usage counters, the /stat dashboard, metrics."""

@@ -1,0 +1,36 @@
+"""Usage counters per quota day, API key, credential and model."""
+
+from django.conf import settings
+from django.db import models
+
+
+class UsageCounter(models.Model):
+    """Counts for one (quota day, API key, credential, model).
+
+    `bucket` is the natural key as one string so that one portable
+    INSERT ... ON CONFLICT (bucket) adds to it atomically on PostgreSQL and SQLite alike;
+    it keeps the credential id even after the credential is deleted, when the foreign key
+    becomes NULL, so history never merges into another row.
+    """
+
+    bucket = models.CharField(max_length=300, unique=True)
+    day = models.DateField(db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.SET_NULL)
+    credential = models.ForeignKey("accounts.Credential", null=True, on_delete=models.SET_NULL)
+    credential_label = models.CharField(max_length=250, blank=True)
+    model = models.CharField(max_length=200)
+    requests = models.BigIntegerField(default=0)
+    successes = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    rate_limited = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "model"]
+        indexes = [models.Index(fields=["user", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.credential_label}: {self.requests}"

@@ -1,0 +1,134 @@
+"""Shared fixtures: personas, the fake Gemini upstream, and Rotator served over real HTTP.
+
+alice owns a pool of three Gemini API keys, bob another of two, charlie has a key and no pool.
+Every test gets its own Redis key prefix, a fresh fake upstream and a restored clock.
+"""
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from django.contrib.auth.models import User
+
+from accounts.models import ApiKey, Credential
+from accounts.services import api_key_create, credential_add
+from tests.fake_gemini import FakeGemini
+
+
+@pytest.fixture(scope="session")
+def fake_gemini() -> Iterator[FakeGemini]:
+    fake = FakeGemini().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, fake_gemini: FakeGemini) -> Iterator[None]:
+    """Per test: upstream points at the fake, its own Redis namespace, clean process state."""
+    from rotator import clock, oauth, pool
+    from stats import usage
+
+    fake_gemini.reset()
+    settings.GEMINI_UPSTREAM_URL = fake_gemini.gemini_url
+    settings.OPENAI_UPSTREAM_URL = fake_gemini.openai_url
+    settings.CODE_ASSIST_UPSTREAM_URL = fake_gemini.code_assist_url
+    settings.OAUTH_TOKEN_URL = fake_gemini.oauth_token_url
+    settings.STATE_KEY_PREFIX = f"test-{uuid.uuid4().hex[:12]}"
+    settings.OAUTH_ONBOARD_POLL_SECONDS = 0.01
+    settings.USAGE_FLUSH_SECONDS = 0.2
+    pool.process_state_forget()
+    oauth.process_tokens_forget()
+    clock.clock_restore()
+    usage._buffer.take()
+    yield
+    clock.clock_restore()
+    pool.process_state_forget()
+    oauth.process_tokens_forget()
+    usage._buffer.take()
+
+
+@dataclass
+class Persona:
+    user: User
+    key: str
+    api_key: ApiKey
+    credentials: list[Credential]
+
+    @property
+    def upstream_keys(self) -> list[str]:
+        return [c.secret() for c in self.credentials]
+
+
+def persona_create(name: str, *, credentials: int, **key_options) -> Persona:
+    user = User.objects.create_user(username=name, password=f"{name}-password-1")
+    api_key, secret = api_key_create(user=user, name=f"{name}'s key", **key_options)
+    added = [
+        credential_add(
+            user=user, api_key=f"AIzaFake{name.capitalize()}{index:02d}" + "x" * 27
+        ).credential
+        for index in range(1, credentials + 1)
+    ]
+    return Persona(user=user, key=secret, api_key=api_key, credentials=added)
+
+
+@pytest.fixture
+def alice(db) -> Persona:
+    return persona_create("alice", credentials=3)
+
+
+@pytest.fixture
+def bob(db) -> Persona:
+    return persona_create("bob", credentials=2)
+
+
+@pytest.fixture
+def charlie(db) -> Persona:
+    return persona_create("charlie", credentials=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup, django_db_blocker) -> Iterator[str]:
+    """Rotator's ASGI app under uvicorn in a thread of this process (so tests can move its
+    clock and steer its settings), on the test database."""
+    from config.asgi import application
+
+    port = _free_port()
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    with django_db_blocker.unblock():
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(live_server_url: str, transactional_db) -> str:
+    """The live server's URL, for a test whose data the server thread must see."""
+    return live_server_url
+
+
+@pytest.fixture
+def http(live: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live, timeout=30) as client:
+        yield client
