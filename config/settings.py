@@ -5,6 +5,7 @@ local-memory cache, shared state in the database, and no broker. DATABASE_URL an
 switch to the production profile.
 """
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -123,10 +124,13 @@ else:
             # WAL lets the usage flusher write while requests read.
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
             # A file, not pytest-django's in-memory default: live tests serve the app from a
-            # second thread, which must see the same database.
-            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+            # second thread, which must see the same database. One per test run (pid), so
+            # concurrent runs on one machine do not drop each other's tables.
+            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = (

@@ -27,6 +27,7 @@ from rotator.errors import (
     BadRequest,
     NoCredentialAvailable,
     PoolEmpty,
+    RotatorError,
     UpstreamError,
     UpstreamUnreachable,
 )
@@ -114,6 +115,7 @@ async def attempts_run(
     if kinds is not None:
         excluded.extend(await pool.credentials_of_other_kinds(key=ctx.key, kinds=kinds))
     last_failure: Failure | None = None
+    failures: list[Failure] = []
     for number in range(settings.MAX_ATTEMPTS):
         try:
             credential = await pool.credential_pick(
@@ -128,8 +130,9 @@ async def attempts_run(
             if last_failure is not None and last_failure.verdict.outcome in (
                 Outcome.TRANSIENT,
                 Outcome.EMPTY,
+                Outcome.MODEL_NOT_FOUND,
             ):
-                raise _unreachable(last_failure, ctx.attempts) from exc
+                raise await _final_error(ctx, model=model, failures=failures) from exc
             raise
         except PoolEmpty:
             _count_refusal(ctx, rate_limited=False)
@@ -165,18 +168,35 @@ async def attempts_run(
         if not result.verdict.retry_elsewhere:
             raise _passthrough(result)
         last_failure = result
+        failures.append(result)
         logger.debug(
             "attempt %d on %s failed: %s", number + 1, credential.display_name, result.verdict
         )
     assert last_failure is not None
-    if last_failure.verdict.outcome in (Outcome.TRANSIENT, Outcome.EMPTY):
-        raise _unreachable(last_failure, ctx.attempts)
-    raise NoCredentialAvailable(
-        f"{ctx.attempts} credentials were tried for {model} and all were rate-limited or "
-        f"exhausted: {last_failure.verdict.message}",
-        code="credentials_exhausted",
-        retry_after_seconds=await pool.retry_after_for(key=ctx.key, model=model, now=clock.now()),
-    )
+    raise await _final_error(ctx, model=model, failures=failures)
+
+
+async def _final_error(ctx: RequestContext, *, model: str, failures: list[Failure]) -> RotatorError:
+    """The one error a client sees after MAX_ATTEMPTS failed attempts: the truth about why."""
+    last = failures[-1]
+    if any(f.verdict.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED) for f in failures):
+        return NoCredentialAvailable(
+            f"{ctx.attempts} credentials were tried for {model} and were rate-limited or "
+            f"exhausted: {last.verdict.message}",
+            code="credentials_exhausted",
+            retry_after_seconds=await pool.retry_after_for(
+                key=ctx.key, model=model, now=clock.now()
+            ),
+        )
+    if last.verdict.outcome is Outcome.MODEL_NOT_FOUND:
+        return _passthrough(last)
+    if last.verdict.outcome is Outcome.INVALID:
+        return PoolEmpty(
+            f"Upstream refused {ctx.attempts} credential(s) as invalid (now marked so): "
+            f"{last.verdict.message}",
+            code="credentials_invalid",
+        )
+    return _unreachable(last, ctx.attempts)
 
 
 def _unreachable(failure: Failure, attempts: int) -> UpstreamUnreachable:

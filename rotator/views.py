@@ -275,6 +275,28 @@ async def gemini_not_found(
     raise NotFound(f"Unknown route {request.path}.", code="unknown_url")
 
 
+def _speaks_gemini(request: HttpRequest) -> bool:
+    """Google's clients authenticate with x-goog-api-key or ?key=, OpenAI's with a Bearer."""
+    return "authorization" not in request.headers and bool(
+        request.headers.get("x-goog-api-key") or request.GET.get("key")
+    )
+
+
+async def v1_models(request: HttpRequest) -> HttpResponseBase:
+    """/v1/models: the OpenAI list, or the native one for Gemini clients on Google's /v1 path."""
+    if _speaks_gemini(request):
+        return await gemini_models(request)
+    return await openai_models(request)
+
+
+async def v1_model(request: HttpRequest, model: str) -> HttpResponseBase:
+    """/v1/models/{x}: an OpenAI model lookup, or a native call (`{model}:{method}`) or lookup
+    from Gemini clients that use Google's stable /v1 path."""
+    if ":" in model or _speaks_gemini(request):
+        return await gemini_model(request, target=model)
+    return await openai_model(request, model=model)
+
+
 # --------------------------------------------------------------------------------- health
 
 
