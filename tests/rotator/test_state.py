@@ -1,0 +1,130 @@
+"""Both state backends agree: the database's conditional updates and the Redis Lua script
+implement the same selection, rate windows and staleness rules."""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+
+from rotator.models import PoolState
+from rotator.selection import NonePicked, Picked, Strategy
+from rotator.state import DatabaseState, KeyLimited, PickRequest, RedisState, Stale, state_key
+
+REDIS_URL = django_settings.REDIS_URL or "redis://127.0.0.1:6379/0"
+# Real epoch milliseconds: Redis expires keys by its own clock (garbage collection only).
+NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture(params=["database", "redis"])
+def backend(request, alice):
+    if request.param == "database":
+        return DatabaseState()
+    return RedisState(REDIS_URL)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def pick_request(alice, backend, **overrides) -> PickRequest:
+    state = PoolState.objects.get(user=alice.user)
+    ids = tuple(c.id for c in alice.credentials)
+    arguments = {
+        "user_id": alice.user.id,
+        "version": state.version,
+        "model": "m",
+        "strategy": Strategy.ROUND_ROBIN,
+        "now_ms": NOW_MS,
+        "excluded": (),
+        "ordered_ids": ids,
+        "api_key_id": alice.api_key.id,
+        "count_rate": False,
+        "requests_per_minute": None,
+        "requests_per_day": None,
+        "minute": 1,
+        "day": "2026-01-01",
+    }
+    arguments.update(overrides)
+    return PickRequest(**arguments)
+
+
+async def _install(backend, alice, marks=None):
+    state = await PoolState.objects.aget(user=alice.user)
+    await backend.order_install(
+        user_id=alice.user.id,
+        version=state.version,
+        ordered_ids=[c.id for c in alice.credentials],
+        marks=marks or {},
+    )
+
+
+def _prepare(backend, alice, marks=None):
+    PoolState.objects.get_or_create(user=alice.user)
+    run(_install(backend, alice, marks))
+
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_round_robin_cycles_through_the_pool_in_order(backend, alice):
+    _prepare(backend, alice)
+    picked = [run(backend.pick(pick_request(alice, backend))).credential_id for _ in range(6)]
+    ids = [c.id for c in alice.credentials]
+    assert picked == ids + ids
+
+
+def test_marked_credentials_are_skipped_and_the_soonest_return_reported(backend, alice):
+    first, second, third = (c.id for c in alice.credentials)
+    marks = {"m": {first: NOW_MS + 2_000, second: NOW_MS + 3_000}}
+    _prepare(backend, alice, marks)
+    if isinstance(backend, DatabaseState):
+        from rotator.models import Mark
+        from rotator.state import datetime_of_ms
+
+        for credential_id, until in marks["m"].items():
+            Mark.objects.create(
+                credential_id=credential_id,
+                model="m",
+                reason="rate_limited",
+                until=datetime_of_ms(until),
+            )
+    assert run(backend.pick(pick_request(alice, backend))).credential_id == third
+    outcome = run(backend.pick(pick_request(alice, backend, excluded=(third,))))
+    assert outcome == NonePicked(soonest_until_ms=NOW_MS + 2_000)
+
+
+def test_a_per_minute_window_refuses_past_the_limit_and_counts_only_first_attempts(backend, alice):
+    _prepare(backend, alice)
+    request = pick_request(alice, backend, count_rate=True, requests_per_minute=2)
+    assert isinstance(run(backend.pick(request)), Picked)
+    assert isinstance(run(backend.pick(request)), Picked)
+    retry = pick_request(alice, backend, count_rate=False, requests_per_minute=2)
+    assert isinstance(run(backend.pick(retry)), Picked), "retries are free"
+    assert run(backend.pick(request)) == KeyLimited(window="minute")
+    next_minute = pick_request(alice, backend, count_rate=True, requests_per_minute=2, minute=2)
+    assert isinstance(run(backend.pick(next_minute)), Picked)
+
+
+def test_an_old_snapshot_version_reads_as_stale(backend, alice):
+    _prepare(backend, alice)
+    request = pick_request(alice, backend)
+    backend.pool_invalidate(user_id=alice.user.id)
+    assert run(backend.pick(request)) == Stale()
+
+
+def test_concurrent_picks_never_hand_out_the_same_cursor_twice(backend, alice):
+    _prepare(backend, alice)
+    request = pick_request(alice, backend)
+
+    async def many():
+        return await asyncio.gather(*(backend.pick(request) for _ in range(30)))
+
+    picked = [outcome.credential_id for outcome in run(many())]
+    assert sorted(picked.count(c.id) for c in alice.credentials) == [10, 10, 10]
+
+
+def test_redis_keys_live_under_the_configured_prefix(settings):
+    settings.STATE_KEY_PREFIX = f"p-{uuid.uuid4().hex[:6]}"
+    assert state_key("pool", 7) == f"{settings.STATE_KEY_PREFIX}:pool:7"
