@@ -1,7 +1,7 @@
 """The rotation engine through the real HTTP path: choose, classify, retry, cool down, reset."""
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import httpx
 import pytest
@@ -74,21 +74,21 @@ def test_a_per_day_429_keeps_the_credential_out_until_the_daily_reset(http, alic
 
 
 def test_the_daily_reset_is_midnight_pacific_and_follows_daylight_saving():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    summer = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
-    winter = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-    assert clock.daily_reset_next(summer) == datetime(2026, 7, 2, 7, 0, tzinfo=timezone.utc)
-    assert clock.daily_reset_next(winter) == datetime(2026, 12, 2, 8, 0, tzinfo=timezone.utc)
+    summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    winter = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert clock.daily_reset_next(summer) == datetime(2026, 7, 2, 7, 0, tzinfo=UTC)
+    assert clock.daily_reset_next(winter) == datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 
 
 def test_a_fixed_utc_reset_can_be_pinned(settings):
-    from datetime import datetime, time, timezone
+    from datetime import datetime, time
 
     settings.DAILY_RESET_TZ = "UTC"
     settings.DAILY_RESET_TIME = time(7, 0)
-    winter = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-    assert clock.daily_reset_next(winter) == datetime(2026, 12, 2, 7, 0, tzinfo=timezone.utc)
+    winter = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert clock.daily_reset_next(winter) == datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
 
 
 def test_an_invalid_key_is_marked_and_skipped(http, alice, fake_gemini):
@@ -149,7 +149,7 @@ def test_a_pool_with_no_credentials_is_a_503_telling_the_operator_what_to_add(ht
 
 
 def test_a_quota_mark_applies_to_every_credential_of_the_same_project(http, alice, fake_gemini):
-    first, second, third = alice.credentials
+    first, second, _third = alice.credentials
     Credential.objects.filter(id__in=[first.id, second.id]).update(project_label="project-a")
     pool.pool_invalidate(user_id=alice.user.id)
     fake_gemini.behave(first.secret(), "quota_day")

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _database_url() -> str:
     database = settings.DATABASES["default"]
     if connection.vendor == "postgresql":
-        return f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
+        user = database["USER"] or "postgres"
+        host = database["HOST"] or "127.0.0.1"
+        return f"postgres://{user}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
     return f"sqlite:///{database['NAME']}"
 
 
