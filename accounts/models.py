@@ -67,6 +67,9 @@ class Credential(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         INVALID = "invalid", "Invalid"
+        # Disabled by Google (Terms of Service, account suspended): the hourly re-check leaves
+        # these alone; only an operator can bring one back.
+        SUSPENDED = "suspended", "Suspended by Google"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials"

@@ -6,7 +6,9 @@ browser chain. The router also answers the ASGI lifespan, which Django does not,
 usage counters on a graceful stop.
 """
 
+import contextvars
 import os
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -15,6 +17,7 @@ from config.boot import settings_load_or_exit
 
 settings_load_or_exit()
 
+from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
@@ -22,14 +25,76 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 browser_application = get_asgi_application()
 
 
+class _RequestThread(Executor):
+    """One request's thread for its synchronous calls (the ORM), started on first use.
+
+    Django gives every request a thread of its own for sync calls (asgiref's per-request
+    ThreadSensitiveContext): a thread started, and another started to join it, per request,
+    just to send the request_started and request_finished signals when the warm proxy path
+    makes no other sync call (cached key, Redis state, buffered counters). That was a third
+    of a request's CPU (docs/performance.md). Outside the view those signals run inline
+    while the request has no thread: their receivers only close the calling thread's
+    database connections, and a thread that did no ORM work has none, nor has the loop's.
+    Inside the view, and for everything once a request has its thread, calls go to that
+    thread exactly as under Django's handler.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self.in_view = False
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._pool is None:
+            if not self.in_view:
+                future: Future[Any] = Future()
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:  # delivered to the awaiting caller
+                    future.set_exception(exc)
+                return future
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+_request_thread: contextvars.ContextVar[_RequestThread] = contextvars.ContextVar("request_thread")
+
+
 class ProxyASGIHandler(ASGIHandler):
-    """Django's ASGI handler with an empty middleware chain."""
+    """Django's ASGI handler with an empty middleware chain and a thread only when needed."""
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
         self._middleware_chain = convert_exception_to_response(self._get_response_async)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        executor = _RequestThread()
+        token = _request_thread.set(executor)
+        try:
+            # Tasks created inside (the usage flusher) inherit this context; they must not
+            # make thread-sensitive calls after it ends, and do not (they use their own pool).
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            _request_thread.reset(token)
+            # Never join on the event loop: the idle worker, if any, ends on its own.
+            executor.shutdown(wait=False)
+
+    async def run_get_response(self, request: Any) -> Any:
+        # From here until the response is sent (streams included), sync calls need a thread.
+        _request_thread.get().in_view = True
+        return await super().run_get_response(request)
+
+    async def send_response(self, response: Any, send: Any) -> None:
+        try:
+            await super().send_response(response, send)
+        finally:
+            _request_thread.get().in_view = False
 
 
 proxy_application = ProxyASGIHandler()

@@ -98,7 +98,11 @@ def database_from_url(name: str, url: str) -> dict[str, object]:
         path = parts.path[1:] if parts.path.startswith("//") else parts.path.lstrip("/")
         if not path:
             raise ImproperlyConfigured(f"{name} needs a file path, like sqlite:///db.sqlite3")
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
     if parts.scheme in ("postgres", "postgresql"):
         database = parts.path.lstrip("/")
         if not database:

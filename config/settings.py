@@ -122,7 +122,13 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "db.sqlite3",
             # WAL lets the usage flusher write while requests read.
-            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+            # IMMEDIATE: a transaction that reads before it writes would otherwise fail at once
+            # with "database is locked" instead of waiting its turn.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL;",
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+            },
             # A file, not pytest-django's in-memory default: live tests serve the app from a
             # second thread, which must see the same database. One per test run (pid), so
             # concurrent runs on one machine do not drop each other's tables.

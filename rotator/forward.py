@@ -113,7 +113,15 @@ async def attempts_run(
     final error (upstream's own for client errors; 429/502/503 when nothing is left)."""
     excluded: list[int] = []
     if kinds is not None:
-        excluded.extend(await pool.credentials_of_other_kinds(key=ctx.key, kinds=kinds))
+        other, remaining = await pool.credentials_of_other_kinds(key=ctx.key, kinds=kinds)
+        if other and not remaining:
+            _count_refusal(ctx, rate_limited=False)
+            raise PoolEmpty(
+                "Embeddings need a Gemini API key credential: Code Assist (Gemini CLI OAuth "
+                "accounts) does not serve them, and this pool has no API key.",
+                code="no_api_key_credential",
+            )
+        excluded.extend(other)
     last_failure: Failure | None = None
     failures: list[Failure] = []
     for number in range(settings.MAX_ATTEMPTS):
@@ -136,12 +144,6 @@ async def attempts_run(
             raise
         except PoolEmpty:
             _count_refusal(ctx, rate_limited=False)
-            if kinds is not None and excluded:
-                raise PoolEmpty(
-                    "Embeddings need a Gemini API key credential: Code Assist (Gemini CLI "
-                    "OAuth accounts) does not serve them, and this pool has no API key.",
-                    code="no_api_key_credential",
-                ) from None
             raise
         excluded.append(credential.id)
         ctx.attempts += 1

@@ -454,12 +454,22 @@ def _error_log_add(
         UpstreamErrorLog.objects.filter(id__in=stale_ids).delete()
 
 
+# Google's words for an account it has disabled for good; retrying those risks more.
+PERMANENT_REFUSALS = ("terms of service", "account has been disabled", "account disabled")
+
+
 def credential_invalidate(
     *, credential_id: int, message: str, status: int | None, now: datetime
 ) -> None:
-    """Marks a credential invalid for every model until an operator or a check restores it."""
+    """Marks a credential invalid for every model until an operator or a check restores it;
+    one that Google suspended (Terms of Service) is marked suspended, which no automatic
+    check lifts."""
+    lowered = message.lower()
+    suspended = any(phrase in lowered for phrase in PERMANENT_REFUSALS)
     Credential.objects.filter(id=credential_id).update(
-        status=Credential.Status.INVALID, last_error=message, last_error_at=now
+        status=Credential.Status.SUSPENDED if suspended else Credential.Status.INVALID,
+        last_error=message,
+        last_error_at=now,
     )
     UpstreamErrorLog.objects.create(
         credential_id=credential_id,
@@ -568,10 +578,14 @@ async def _snapshot_current(*, user_id: int) -> PoolSnapshot:
     return snapshot
 
 
-async def credentials_of_other_kinds(*, key: KeyView, kinds: frozenset[str]) -> list[int]:
-    """Ids in the key's pool whose kind cannot serve an operation (embeddings need API keys)."""
+async def credentials_of_other_kinds(
+    *, key: KeyView, kinds: frozenset[str]
+) -> tuple[list[int], int]:
+    """Ids in the key's pool whose kind cannot serve an operation (embeddings need API keys),
+    and how many credentials remain that can."""
     snapshot = await _snapshot_current(user_id=key.user_id)
-    return [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
+    other = [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
+    return other, len(snapshot.ordered_ids) - len(other)
 
 
 def _soonest_back(*, user_id: int, model: str, pool_size: int, now: datetime) -> int:

@@ -24,8 +24,8 @@ class Picked:
 
 @dataclass(frozen=True, slots=True)
 class NonePicked:
-    # Epoch milliseconds when the soonest marked, untried credential comes back; None when every
-    # credential was already tried by this request.
+    # Epoch milliseconds when the soonest marked credential comes back; None when nothing is
+    # marked (every credential was tried by this request and failed for other reasons).
     soonest_until_ms: int | None
 
 
@@ -52,9 +52,16 @@ def credential_choose(
     soonest: int | None = None
     for offset in range(size):
         credential_id = ordered_ids[(start + offset) % size]
-        if credential_id in excluded:
-            continue
         until_ms = marked_until_ms.get(credential_id)
+        if credential_id in excluded:
+            # Tried by this request; if it is now marked, its return still sets Retry-After.
+            if (
+                until_ms is not None
+                and until_ms > now_ms
+                and (soonest is None or until_ms < soonest)
+            ):
+                soonest = until_ms
+            continue
         if until_ms is None or until_ms <= now_ms:
             if offset == 0:
                 return Picked(credential_id=credential_id, cursor_after=None)

@@ -246,7 +246,13 @@ local now = tonumber(ARGV[2])
 local soonest = nil
 for offset = 0, n - 1 do
   local id = redis.call('HGET', KEYS[2], tostring((start + offset) % n))
-  if id and not excluded[id] then
+  if id and excluded[id] then
+    local score = redis.call('ZSCORE', KEYS[3], id)
+    local until_ms = score and tonumber(score)
+    if until_ms and until_ms > now and ((not soonest) or until_ms < soonest) then
+      soonest = until_ms
+    end
+  elseif id then
     local score = redis.call('ZSCORE', KEYS[3], id)
     local until_ms = score and tonumber(score)
     if (not until_ms) or until_ms <= now then

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, Value, When
 
@@ -212,6 +213,12 @@ def _batch_write(batch: UsageBatch) -> None:
         existing_keys = set(
             ApiKey.objects.filter(id__in=batch.key_used).values_list("id", flat=True)
         )
+        users = {row[2] for row in rows}
+        existing_users = set(
+            get_user_model().objects.filter(id__in=users).values_list("id", flat=True)
+        )
+        # Counts of a user deleted since they were buffered have nowhere to go.
+        rows = [row for row in rows if row[2] in existing_users]
         for row in rows:
             # Keep history of deleted credentials and keys, without the dangling reference.
             if row[3] is not None and row[3] not in existing_keys:

@@ -144,9 +144,15 @@ def _database_sessions_end() -> None:
 
 
 @pytest.fixture
-def live(live_server_url: str, transactional_db) -> str:
+def live(live_server_url: str, transactional_db) -> Iterator[str]:
     """The live server's URL, for a test whose data the server thread must see."""
-    return live_server_url
+    from stats import usage
+
+    yield live_server_url
+    # Before the tables are emptied: drop buffered counts and wait out a flush in progress,
+    # which would otherwise race the truncation (a deadlock on PostgreSQL).
+    with usage._flush_lock:
+        usage._buffer.take()
 
 
 @pytest.fixture

@@ -56,6 +56,11 @@ def test_when_all_were_tried_there_is_no_return_time():
     assert choose(excluded=tuple(IDS)) == NonePicked(soonest_until_ms=None)
 
 
+def test_a_tried_credential_that_got_marked_still_sets_the_return_time():
+    outcome = choose(excluded=tuple(IDS), marked_until_ms={12: 8_000})
+    assert outcome == NonePicked(soonest_until_ms=8_000)
+
+
 def test_first_in_line_follows_the_cursor():
     assert first_in_line(ordered_ids=IDS, cursor=6) == 13
     assert first_in_line(ordered_ids=[], cursor=6) is None

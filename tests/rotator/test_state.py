@@ -13,8 +13,11 @@ from rotator.selection import NonePicked, Picked, Strategy
 from rotator.state import DatabaseState, KeyLimited, PickRequest, RedisState, Stale, state_key
 
 REDIS_URL = django_settings.REDIS_URL or "redis://127.0.0.1:6379/0"
-# Real epoch milliseconds: Redis expires keys by its own clock (garbage collection only).
-NOW_MS = int(time.time() * 1000)
+
+
+def now_ms() -> int:
+    """Real epoch milliseconds: Redis expires keys by its own clock (garbage collection only)."""
+    return int(time.time() * 1000)
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -36,7 +39,7 @@ def pick_request(alice, backend, **overrides) -> PickRequest:
         "version": state.version,
         "model": "m",
         "strategy": Strategy.ROUND_ROBIN,
-        "now_ms": NOW_MS,
+        "now_ms": now_ms(),
         "excluded": (),
         "ordered_ids": ids,
         "api_key_id": alice.api_key.id,
@@ -77,7 +80,8 @@ def test_round_robin_cycles_through_the_pool_in_order(backend, alice):
 
 def test_marked_credentials_are_skipped_and_the_soonest_return_reported(backend, alice):
     first, second, third = (c.id for c in alice.credentials)
-    marks = {"m": {first: NOW_MS + 2_000, second: NOW_MS + 3_000}}
+    soon = now_ms() + 60_000
+    marks = {"m": {first: soon, second: soon + 1_000}}
     _prepare(backend, alice, marks)
     if isinstance(backend, DatabaseState):
         from rotator.models import Mark
@@ -92,7 +96,7 @@ def test_marked_credentials_are_skipped_and_the_soonest_return_reported(backend,
             )
     assert run(backend.pick(pick_request(alice, backend))).credential_id == third
     outcome = run(backend.pick(pick_request(alice, backend, excluded=(third,))))
-    assert outcome == NonePicked(soonest_until_ms=NOW_MS + 2_000)
+    assert outcome == NonePicked(soonest_until_ms=soon)
 
 
 def test_a_per_minute_window_refuses_past_the_limit_and_counts_only_first_attempts(backend, alice):
