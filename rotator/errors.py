@@ -83,6 +83,14 @@ class PoolEmpty(RotatorError):
     google_status = "UNAVAILABLE"
 
 
+class StateUnavailable(RotatorError):
+    """The database or Redis cannot be reached: nothing can be decided safely, so say so."""
+
+    status = 503
+    openai_type = "server_error"
+    google_status = "UNAVAILABLE"
+
+
 class UpstreamUnreachable(RotatorError):
     status = 502
     openai_type = "server_error"

@@ -49,6 +49,7 @@ from rotator.translate import (
     gemini_response_to_chat,
 )
 from rotator.upstream import TRANSPORT_ERRORS, upstream_client
+from stats.metrics import request_observe
 from stats.usage import UsageEvent, usage_record
 
 logger = logging.getLogger("rotator.request")
@@ -446,13 +447,23 @@ def stream_response(
 
 
 def request_log(ctx: RequestContext) -> None:
+    """One structured line per request (never a secret: masks and prefixes only), and the
+    same facts for /metrics."""
     prompt, completion, total = ctx.usage or (0, 0, 0)
+    credential_label = ctx.credential.display_name if ctx.credential else "-"
+    request_observe(
+        model=ctx.model,
+        dialect=ctx.dialect,
+        status=ctx.status,
+        credential_label=credential_label,
+        upstream_seconds=ctx.upstream_seconds,
+    )
     logger.info(
         "request_id=%s key=%s credential=%s model=%s dialect=%s attempts=%d status=%d "
         "latency_ms=%.1f overhead_ms=%.2f tokens=%d/%d/%d",
         ctx.request_id,
         ctx.key.prefix,
-        ctx.credential.display_name if ctx.credential else "-",
+        credential_label,
         ctx.model or "-",
         ctx.dialect,
         ctx.attempts,

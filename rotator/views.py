@@ -18,7 +18,9 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from redis.exceptions import RedisError
 
 from rotator import clock, forward, pool
 from rotator.errors import (
@@ -27,6 +29,7 @@ from rotator.errors import (
     NotFound,
     PayloadTooLarge,
     RotatorError,
+    StateUnavailable,
 )
 from rotator.forward import RequestContext
 from rotator.render import error_response
@@ -86,6 +89,17 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
                         code="method_not_allowed",
                     )
                 response = await view(request, request_id=request_id, **kwargs)
+            except (DatabaseError, RedisError) as exc:
+                # Rotator's own storage is down: a clear, retryable answer, not a 500.
+                logger.error("state unavailable in %s: %s", request.path, type(exc).__name__)
+                response = error_response(
+                    StateUnavailable(
+                        "Rotator cannot reach its database or Redis right now; retry shortly.",
+                        code="state_unavailable",
+                        retry_after_seconds=5,
+                    ),
+                    dialect=dialect,
+                )
             except RotatorError as exc:
                 response = error_response(exc, dialect=dialect)
                 ctx = getattr(request, "rotator_ctx", None)
