@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -32,7 +32,7 @@ OUR_KEY_PATTERN = re.compile(r"\S{8,200}")
 
 def api_key_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str = "",
     secret: str | None = None,
     expires_at: datetime | None = None,
@@ -147,7 +147,7 @@ class CredentialAdded:
 
 def credential_add(
     *,
-    user: AbstractBaseUser,
+    user: User,
     api_key: str | None = None,
     oauth: OAuthAccount | None = None,
     label: str = "",
@@ -249,7 +249,7 @@ class ImportSummary:
         return text
 
 
-def credentials_import_text(*, user: AbstractBaseUser, text: str) -> ImportSummary:
+def credentials_import_text(*, user: User, text: str) -> ImportSummary:
     """Bulk import: one Gemini API key per line, or JSON (one OAuth object or an array)."""
     summary = ImportSummary()
     stripped = text.strip()
@@ -277,7 +277,7 @@ def credentials_import_text(*, user: AbstractBaseUser, text: str) -> ImportSumma
     return summary
 
 
-def credentials_import_env(*, user: AbstractBaseUser, environ: Mapping[str, str]) -> ImportSummary:
+def credentials_import_env(*, user: User, environ: Mapping[str, str]) -> ImportSummary:
     """Imports what the systems we replace kept in environment variables: API_KEYS
     (comma-separated), ACCOUNTS (JSON array of {refresh_token, disabled, projectId}),
     GCP_SERVICE_ACCOUNT and GCP_SERVICE_ACCOUNT_1..N (OAuth JSON)."""

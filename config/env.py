@@ -101,7 +101,12 @@ def database_from_url(name: str, url: str) -> dict[str, object]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # As the embedded default (config.settings says why).
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+            },
         }
     if parts.scheme in ("postgres", "postgresql"):
         database = parts.path.lstrip("/")

@@ -6,12 +6,13 @@ pick whether that snapshot is still current, so changes made anywhere (admin, AP
 process) take effect on the next request everywhere.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -40,6 +41,8 @@ from rotator.state import (
 )
 
 logger = logging.getLogger("rotator.pool")
+
+T = TypeVar("T")
 
 ERROR_LOG_KEEP = 20
 
@@ -177,6 +180,12 @@ def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[st
 
 
 async def _snapshot_refresh(*, user_id: int, now: datetime) -> PoolSnapshot:
+    return await _load_shared(
+        ("pool", user_id), lambda: _snapshot_refresh_now(user_id=user_id, now=now)
+    )
+
+
+async def _snapshot_refresh_now(*, user_id: int, now: datetime) -> PoolSnapshot:
     snapshot, marks = await sync_to_async(snapshot_load)(user_id=user_id, now=now)
     await state_backend().order_install(
         user_id=user_id, version=snapshot.version, ordered_ids=snapshot.ordered_ids, marks=marks
@@ -197,6 +206,52 @@ def _api_key_fetch(key_digest: str) -> KeyView | None:
     return _key_view(row) if row is not None else None
 
 
+# Database reads under way in this process (keys, pool snapshots), shared by the requests
+# that need the same one at the same time.
+_loads: dict[tuple[str, int | str], asyncio.Future[Any]] = {}
+
+
+async def _load_shared(name: tuple[str, int | str], load: Callable[[], Awaitable[T]]) -> T:
+    """Runs `load` once at a time per name and process; concurrent callers share its result.
+
+    When a cached key expires, or a pool changes, under load, every request in flight would
+    otherwise read it at once, each on its own thread and database connection: a burst of a
+    thousand streams exhausted PostgreSQL's connections (docs/performance.md). The first
+    caller reads; the others wait for its answer, or read themselves if it was cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        pending = _loads.get(name)
+        if pending is None or pending.get_loop() is not loop:
+            break
+        try:
+            # Shielded: a waiter that is cancelled must not cancel the read for the others.
+            result: T = await asyncio.shield(pending)
+            return result
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not pending.cancelled() or (task is not None and task.cancelling()):
+                raise
+            # The reading request was cancelled (its client left): read again.
+    future: asyncio.Future[Any] = loop.create_future()
+    _loads[name] = future
+    try:
+        value = await load()
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody may be waiting, which is no error
+        raise
+    else:
+        future.set_result(value)
+        return value
+    finally:
+        if _loads.get(name) is future:
+            del _loads[name]
+
+
 async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyView:
     """Returns the key for a presented secret.
 
@@ -212,7 +267,9 @@ async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyVi
     key_digest = digest(presented)
     cached = _keys.get(key_digest)
     if cached is None or time.monotonic() - cached[1] > settings.API_KEY_CACHE_SECONDS:
-        key = await sync_to_async(_api_key_fetch)(key_digest)
+        key = await _load_shared(
+            ("key", key_digest), lambda: sync_to_async(_api_key_fetch)(key_digest)
+        )
         if key is None:
             _keys.pop(key_digest, None)
             raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
@@ -466,11 +523,14 @@ def credential_invalidate(
     check lifts."""
     lowered = message.lower()
     suspended = any(phrase in lowered for phrase in PERMANENT_REFUSALS)
-    Credential.objects.filter(id=credential_id).update(
-        status=Credential.Status.SUSPENDED if suspended else Credential.Status.INVALID,
-        last_error=message,
-        last_error_at=now,
+    target = Credential.Status.SUSPENDED if suspended else Credential.Status.INVALID
+    changed = (
+        Credential.objects.filter(id=credential_id)
+        .exclude(status=target)
+        .update(status=target, last_error=message, last_error_at=now)
     )
+    if not changed:
+        Credential.objects.filter(id=credential_id).update(last_error=message, last_error_at=now)
     UpstreamErrorLog.objects.create(
         credential_id=credential_id,
         at=now,
@@ -478,8 +538,12 @@ def credential_invalidate(
         outcome=Outcome.INVALID.value,
         message=message,
     )
-    user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
-    pool_invalidate(user_id=user_id)
+    if changed:
+        # Every request in flight on the credential when Google refused it reports it too; one
+        # pool reload is enough. A version bump per report made concurrent picks find the pool
+        # changed again and again, and give up (a 429 to the client).
+        user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
+        pool_invalidate(user_id=user_id)
     logger.warning("credential %s marked invalid: %s", credential_id, message)
 
 
@@ -567,6 +631,7 @@ def process_state_forget() -> None:
     """Drops this process's snapshots and caches (tests, and after a settings change)."""
     _snapshots.clear()
     _keys.clear()
+    _loads.clear()
     _failures.clear()
     _models.clear()
 
@@ -607,6 +672,23 @@ async def retry_after_for(*, key: KeyView, model: str, now: datetime) -> int:
     )
 
 
+async def api_key_confirm(*, key: KeyView, now: datetime) -> KeyView:
+    """Re-checks a cached key against the shared pool version (one round trip), for routes
+    that do not pick a credential: a key revoked in another process is refused here too.
+    Raises AuthenticationFailed."""
+    snapshot = await _snapshot_current(user_id=key.user_id)
+    version = await state_backend().pool_version(user_id=key.user_id)
+    if version != snapshot.version:
+        snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+    current = snapshot.keys.get(key.digest)
+    if current is None:
+        raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+    refusal = current.refusal(now)
+    if refusal:
+        raise AuthenticationFailed(refusal, code="invalid_api_key")
+    return current
+
+
 _models: dict[int, tuple[float, list[dict[str, Any]]]] = {}
 
 
@@ -620,6 +702,7 @@ async def models_for_pool(
     Asks up to three API-key credentials (any one answering is enough: every key sees the
     same catalogue); an OAuth-only pool lists the Code Assist models.
     """
+    key = await api_key_confirm(key=key, now=clock.now())
     cached = _models.get(key.user_id)
     if cached is not None and time.monotonic() < cached[0]:
         return cached[1]

@@ -2,6 +2,8 @@
 builds error JSON."""
 
 import orjson
+from collections.abc import Mapping
+
 from django.http import HttpResponse
 
 from rotator.errors import RotatorError
@@ -24,7 +26,7 @@ def google_error_response(exc: RotatorError) -> HttpResponse:
     return _response(exc, body)
 
 
-def _response(exc: RotatorError, body: dict[str, object]) -> HttpResponse:
+def _response(exc: RotatorError, body: Mapping[str, object]) -> HttpResponse:
     response = HttpResponse(orjson.dumps(body), status=exc.status, content_type="application/json")
     if exc.retry_after_seconds is not None:
         response["Retry-After"] = str(exc.retry_after_seconds)

@@ -42,6 +42,8 @@ def _isolated(settings, fake_gemini: FakeGemini) -> Iterator[None]:
     settings.STATE_KEY_PREFIX = f"test-{uuid.uuid4().hex[:12]}"
     settings.OAUTH_ONBOARD_POLL_SECONDS = 0.01
     settings.USAGE_FLUSH_SECONDS = 0.2
+    # Personas get passwords; the real hasher would spend most of a test's time on them.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     pool.process_state_forget()
     oauth.process_tokens_forget()
     clock.clock_restore()

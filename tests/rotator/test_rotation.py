@@ -312,3 +312,12 @@ def test_the_hot_path_makes_no_query_on_a_warm_cache_with_redis(
     limit = 0 if settings.REDIS_URL else 4
     with django_assert_max_num_queries(limit):
         assert asyncio.run(one()) == 200
+
+
+def test_a_key_revoked_after_use_cannot_list_models_either(http, alice):
+    from accounts.services import api_key_revoke
+
+    headers = {"authorization": f"Bearer {alice.key}"}
+    assert http.get("/v1/models", headers=headers).status_code == 200
+    api_key_revoke(api_key=alice.api_key, now=clock.now())
+    assert http.get("/v1/models", headers=headers).status_code == 401

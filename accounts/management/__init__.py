@@ -1,0 +1,1 @@
+"""Management commands for keys and credentials, and what they share."""
