@@ -8,7 +8,7 @@ database whenever it has lost it (a restart), because a missing order version re
 """
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -81,6 +81,8 @@ class StateBackend(Protocol):
 
     def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None: ...
 
+    async def pool_version(self, *, user_id: int) -> int | None: ...
+
     def pool_invalidate(self, *, user_id: int) -> None: ...
 
     def cursor_advance(self, *, user_id: int, by: int) -> int: ...
@@ -89,6 +91,68 @@ class StateBackend(Protocol):
 
 
 # --------------------------------------------------------------------------- database backend
+
+
+class _MarksAhead(Mapping[int, int]):
+    """The model's active marks, read window by window in ring order from the cursor.
+
+    credential_choose asks about credentials in ring order and stops at the first free one,
+    so a pick reads the marks of the positions it looks at, not the whole pool's: with
+    10,000 credentials, 90% of them cooling down, that is one small query instead of 9,000
+    rows per request. Windows grow fourfold, so even a pool with nothing free costs a few
+    queries; they stay under SQLite's limit on query parameters.
+    """
+
+    _FIRST_WINDOW = 32
+    _MAX_WINDOW = 900
+
+    def __init__(self, *, request: PickRequest, start: int) -> None:
+        self._request = request
+        self._start = start
+        self._now = datetime_of_ms(request.now_ms)
+        self._until: dict[int, int] = {}
+        self._read: set[int] = set()
+        self._next_offset = 0
+        self._window = self._FIRST_WINDOW
+
+    def _read_next(self) -> bool:
+        ordered = self._request.ordered_ids
+        size = len(ordered)
+        if self._next_offset >= size:
+            return False
+        end = min(size, self._next_offset + self._window)
+        ids = [ordered[(self._start + offset) % size] for offset in range(self._next_offset, end)]
+        self._next_offset = end
+        self._window = min(self._window * 4, self._MAX_WINDOW)
+        self._read.update(ids)
+        for credential_id, until in Mark.objects.filter(
+            credential_id__in=ids, model=self._request.model, until__gt=self._now
+        ).values_list("credential_id", "until"):
+            self._until[credential_id] = now_ms_of(until)
+        return True
+
+    def get(self, key: int, default: Any = None) -> Any:
+        while key not in self._read and self._read_next():
+            pass
+        return self._until.get(key, default)
+
+    def __getitem__(self, key: int) -> int:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return int(value)
+
+    def _read_all(self) -> None:
+        while self._read_next():
+            pass
+
+    def __iter__(self) -> Iterator[int]:
+        self._read_all()
+        return iter(self._until)
+
+    def __len__(self) -> int:
+        self._read_all()
+        return len(self._until)
 
 
 class DatabaseState:
@@ -120,18 +184,11 @@ class DatabaseState:
                 if limited is not None:
                     transaction.set_rollback(True)
                     return limited
-            now = datetime_of_ms(request.now_ms)
-            marked = {
-                credential_id: now_ms_of(until)
-                for credential_id, until in Mark.objects.filter(
-                    credential__user_id=request.user_id, model=request.model, until__gt=now
-                ).values_list("credential_id", "until")
-            }
             outcome = credential_choose(
                 ordered_ids=request.ordered_ids,
                 start=cursor_before,
                 strategy=request.strategy,
-                marked_until_ms=marked,
+                marked_until_ms=_MarksAhead(request=request, start=cursor_before),
                 excluded=request.excluded,
                 now_ms=request.now_ms,
             )
@@ -186,6 +243,10 @@ class DatabaseState:
     def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None:
         return None
 
+    async def pool_version(self, *, user_id: int) -> int | None:
+        row = await PoolState.objects.filter(user_id=user_id).values_list("version").afirst()
+        return None if row is None else int(row[0])
+
     def pool_invalidate(self, *, user_id: int) -> None:
         PoolState.objects.filter(user_id=user_id).update(version=F("version") + 1)
 
@@ -196,7 +257,8 @@ class DatabaseState:
     def ping(self) -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-            return cursor.fetchone() == (1,)
+            row: tuple[int] | None = cursor.fetchone()
+            return row == (1,)
 
 
 # ------------------------------------------------------------------------------ Redis backend
@@ -299,6 +361,9 @@ def state_key(*parts: object) -> str:
     return ":".join([settings.STATE_KEY_PREFIX, *(str(part) for part in parts)])
 
 
+# Connections per process and loop to Redis, and how long a request waits for a free one.
+_REDIS_CONNECTIONS = 64
+_REDIS_WAIT_SECONDS = 10.0
 # Marks live a little past their deadline so that "until" decides, never the TTL.
 _MARK_TTL_SLACK_MS = 60_000
 
@@ -318,7 +383,13 @@ class RedisState:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self._url)
+            # A burst (a thousand streams opened at once) must wait its turn for a connection,
+            # not fail: redis-py's default pool raises MaxConnectionsError past 100 in use.
+            # A pick holds its connection for one round trip, so a few dozen serve any burst.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self._url, max_connections=_REDIS_CONNECTIONS, timeout=_REDIS_WAIT_SECONDS
+            )
+            client = aioredis.Redis(connection_pool=pool)
             self._clients[loop] = client
         return client
 
@@ -395,6 +466,12 @@ class RedisState:
         pipe.pexpireat(key, until_ms + _MARK_TTL_SLACK_MS, nx=True)
         await pipe.execute()
 
+    async def pool_version(self, *, user_id: int) -> int | None:
+        # The installed order's version: missing after an invalidation or a Redis restart,
+        # which reads as changed and makes the caller reload.
+        value = await self._client().hget(state_key("pool", user_id), "ov")
+        return None if value is None else int(value)
+
     def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None:
         ids = None if credential_ids is None else [str(i) for i in credential_ids]
         for key in self._sync.scan_iter(match=state_key("marks", user_id, "*"), count=500):
@@ -414,7 +491,7 @@ class RedisState:
         return int(self._sync.hincrby(state_key("pool", user_id), "cursor", by))
 
     def ping(self) -> bool:
-        return bool(self._sync.ping())
+        return self._sync.ping() is True
 
     def close(self) -> None:
         self._sync.close()
