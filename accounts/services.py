@@ -67,7 +67,10 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey, now: datetime) -> None:
-    """Revokes a key; every server process refuses it from its next request on."""
+    """Revokes a key; every server process refuses it from its next request on. Revoking
+    twice keeps the first revocation's time."""
+    if api_key.revoked:
+        return
     api_key.revoked = True
     api_key.revoked_at = now
     api_key.save(update_fields=["revoked", "revoked_at"])
@@ -118,12 +121,25 @@ def oauth_account_parse(value: str | Mapping[str, Any]) -> OAuthAccount:
     keep = ("access_token", "refresh_token", "scope", "token_type", "id_token", "expiry_date")
     document = {k: value[k] for k in keep if k in value}
     project = value.get("projectId") or value.get("project_id") or ""
+    if not isinstance(project, str) or len(project) > 200 or "\x00" in project:
+        raise ValidationError("projectId must be a text of at most 200 characters.")
+    disabled = value.get("disabled", False)
+    if isinstance(disabled, str):
+        # The Workers' ACCOUNTS variable is often hand-written: "false" means false.
+        disabled = disabled.strip().lower() in ("true", "1", "yes")
+    elif not isinstance(disabled, bool | int | None):
+        raise ValidationError("disabled must be true or false.")
+    email = _jwt_email(value.get("id_token"))
+    if "\x00" in email or len(email) > 200:
+        raise ValidationError("The id_token's e-mail is not a usable label.")
+    if "\x00" in refresh_token or len(refresh_token) > 2000:
+        raise ValidationError("refresh_token is not a valid token.")
     return OAuthAccount(
         refresh_token=refresh_token.strip(),
         document=document,
-        email=_jwt_email(value.get("id_token")),
-        project_id=str(project),
-        disabled=bool(value.get("disabled", False)),
+        email=email,
+        project_id=project,
+        disabled=bool(disabled),
     )
 
 

@@ -319,6 +319,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Gemini gateway: OpenAI-compatible and native Gemini proxy, management API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Adds the proxy routes (plain async views) and the error shapes to the schema.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "accounts.api_schema.schema_complete",
+    ],
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

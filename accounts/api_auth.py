@@ -1,0 +1,83 @@
+"""Who may use the management API: the master key as a Bearer token, or a staff user."""
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.permissions import BasePermission
+
+from accounts.secrets import secret_equals
+
+if TYPE_CHECKING:
+    # Not at run time: DRF imports this module while rest_framework.views is half loaded.
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+MASTER_KEY_NOT_CONFIGURED = (
+    "MASTER_API_KEY is not configured on this server, so master-key access is off; "
+    "set MASTER_API_KEY to enable it."
+)
+
+
+class MasterKey:
+    """`request.auth` of a caller who presented MASTER_API_KEY. It belongs to no Django user,
+    so `request.user` stays anonymous and nothing can mistake it for a staff login."""
+
+    def __repr__(self) -> str:
+        return "MasterKey()"
+
+
+MASTER_KEY = MasterKey()
+
+
+class MasterKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <MASTER_API_KEY>`.
+
+    Any Bearer header is taken as a claim to the master key (DRF tokens use `Token ...`), so a
+    wrong one is refused outright instead of falling through to other schemes. Error messages
+    never repeat what was presented.
+    """
+
+    def authenticate(self, request: "Request") -> tuple[AnonymousUser, MasterKey] | None:
+        scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        expected = settings.MASTER_API_KEY
+        if not expected:
+            raise PermissionDenied(MASTER_KEY_NOT_CONFIGURED)
+        if not secret_equals(presented.strip(), expected):
+            raise AuthenticationFailed("Invalid master key.")
+        return AnonymousUser(), MASTER_KEY
+
+    def authenticate_header(self, request: "Request") -> str:
+        # Makes DRF answer 401 (not 403) to a request without credentials.
+        return 'Bearer realm="rotator"'
+
+
+def is_master(request: "Request") -> bool:
+    return isinstance(request.auth, MasterKey)
+
+
+class IsOperator(BasePermission):
+    """The master key, or an active staff user signed in by session or DRF token."""
+
+    message = "Operators only: send the master key as a Bearer token or sign in as staff."
+
+    def has_permission(self, request: "Request", view: "APIView") -> bool:
+        if is_master(request):
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+class IsMasterKey(BasePermission):
+    """The master key only: the config endpoints of the system we replace."""
+
+    message = "Send the master key as a Bearer token."
+
+    def has_permission(self, request: "Request", view: "APIView") -> bool:
+        if not settings.MASTER_API_KEY:
+            raise PermissionDenied(MASTER_KEY_NOT_CONFIGURED)
+        return is_master(request)
