@@ -84,7 +84,7 @@ INSTALLED_APPS = [
 # in a thread per request, which would cost more than the forwarding itself.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -187,6 +187,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve static files (admin, /stat) straight from the apps and stats/assets, indexed once at
+# start-up, so neither a deployment nor the test server needs a collectstatic step first.
+WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/admin/login/"
 
 # --- Upstream (Google). Every URL is a setting so tests and benchmarks point at a fake.

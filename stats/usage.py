@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection, transaction
@@ -201,7 +202,7 @@ def _batch_write(batch: UsageBatch) -> None:
         f"credential_label, model, {columns}) VALUES ({values}) "
         f"ON CONFLICT (bucket) DO UPDATE SET {additions}"
     )
-    rows = []
+    rows: list[list[Any]] = []
     for (day, user_id, api_key_id, credential_id, model), counts in batch.counts.items():
         bucket = f"{day.isoformat()}|{api_key_id or 0}|{credential_id or 0}|{model}"
         label = batch.labels.get(credential_id, "") if credential_id else ""
@@ -213,7 +214,7 @@ def _batch_write(batch: UsageBatch) -> None:
         existing_keys = set(
             ApiKey.objects.filter(id__in=batch.key_used).values_list("id", flat=True)
         )
-        users = {row[2] for row in rows}
+        users = {int(row[2]) for row in rows}
         existing_users = set(
             get_user_model().objects.filter(id__in=users).values_list("id", flat=True)
         )

@@ -1,0 +1,73 @@
+"""Prometheus metrics for /metrics: request counts, upstream latency, credential states.
+
+Counters and the histogram live in this process's memory, as prometheus-client keeps them:
+each server process (uvicorn worker) exposes its own numbers since it started. Scrape every
+worker as its own target (or run one worker per target); Prometheus sums them with
+`sum by (...)`. The credential gauges are read from the database at scrape time, so every
+worker reports the same values for them.
+"""
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rotator import clock
+from stats.selectors import credential_states
+
+REGISTRY = CollectorRegistry(auto_describe=False)
+
+REQUESTS = Counter(
+    "rotator_requests",
+    "Client requests answered, by model, dialect, HTTP status and the credential that served "
+    "the last attempt (masked).",
+    ["model", "dialect", "status", "credential"],
+    registry=REGISTRY,
+)
+UPSTREAM_SECONDS = Histogram(
+    "rotator_upstream_seconds",
+    "Time spent waiting on upstream per client request (all attempts; streams until the "
+    "first content).",
+    ["model", "dialect"],
+    # Generations range from a fraction of a second to minutes for thinking models.
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+
+
+class _CredentialStates(Collector):
+    """Gauges computed from the database at each scrape: pool × model × state."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "rotator_credentials",
+            "Enabled credentials per pool and model that are available, rate_limited, "
+            "exhausted (daily quota), invalid, suspended (by Google), or unavailable (model "
+            "not found or circuit breaker open). Models: those served today or marked.",
+            labels=["pool", "model", "state"],
+        )
+        for row in credential_states(now=clock.now()):
+            family.add_metric([row.pool, row.model, row.state], row.count)
+        yield family
+
+
+REGISTRY.register(_CredentialStates())
+
+
+def request_observe(
+    *, model: str, dialect: str, status: int, credential_label: str, upstream_seconds: float
+) -> None:
+    """Counts one answered client request and its upstream wait. Called once per request by
+    the request log; requests that never reached upstream (upstream_seconds 0) are counted
+    but add nothing to the latency histogram."""
+    REQUESTS.labels(
+        model=model or "-", dialect=dialect, status=str(status), credential=credential_label or "-"
+    ).inc()
+    if upstream_seconds > 0:
+        UPSTREAM_SECONDS.labels(model=model or "-", dialect=dialect).observe(upstream_seconds)
+
+
+def metrics_render() -> bytes:
+    """The exposition text for this process (reads the database for the gauges)."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,167 @@
+"""/stat (page, sign-in, JSON), /debug/stats and /metrics: thin views over stats.selectors.
+
+Who sees what on /stat: staff (Django login) see any user's pool, picked with ?user=ID;
+anyone else signs in on the page with their Rotator API key and sees only that key's pool.
+The session keeps the key's id, never its secret, and the key is checked again on every
+request, so revoking it signs the browser out.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from accounts.models import ApiKey
+from accounts.secrets import secret_equals
+from rotator import clock
+from rotator.errors import AuthenticationFailed, RotatorError
+from rotator.render import error_response
+from stats import selectors
+from stats.metrics import metrics_render
+
+SESSION_KEY = "stat_api_key_id"
+
+
+class Forbidden(RotatorError):
+    status = 403
+    openai_type = "permission_error"
+    google_status = "PERMISSION_DENIED"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking at /stat: a staff member, or the holder of one API key."""
+
+    user_id: int
+    is_staff: bool
+    api_key: ApiKey | None = None
+
+
+def _viewer(request: HttpRequest) -> Viewer | None:
+    user = request.user
+    if user.is_authenticated and user.is_active and user.is_staff:
+        return Viewer(user_id=user.pk, is_staff=True)
+    api_key_id = request.session.get(SESSION_KEY)
+    if api_key_id is None:
+        return None
+    key = selectors.api_key_for_session(api_key_id=int(api_key_id), now=clock.now())
+    if key is None:
+        request.session.pop(SESSION_KEY, None)
+        return None
+    return Viewer(user_id=key.user_id, is_staff=False, api_key=key)
+
+
+def _pool_owner(request: HttpRequest, viewer: Viewer) -> int:
+    """Whose pool to show. Raises Forbidden when a key holder asks for someone else's."""
+    asked = request.GET.get("user", "")
+    if not viewer.is_staff:
+        if asked and asked != str(viewer.user_id):
+            raise Forbidden("An API key only shows its own pool.", code="not_your_pool")
+        return viewer.user_id
+    if asked.isdigit():
+        return int(asked)
+    return selectors.stat_default_user_id(viewer_id=viewer.user_id)
+
+
+@never_cache
+@require_GET
+def stat_page(request: HttpRequest) -> HttpResponse:
+    viewer = _viewer(request)
+    if viewer is None:
+        return render(request, "stats/signin.html")
+    try:
+        owner = _pool_owner(request, viewer)
+        dashboard = selectors.stat_dashboard(user_id=owner, now=clock.now())
+    except Forbidden:
+        return HttpResponseRedirect(request.path)
+    except LookupError:
+        return render(request, "stats/stat.html", {"viewer": viewer, "missing": True}, status=404)
+    context = {
+        "viewer": viewer,
+        "dashboard": dashboard,
+        "users": selectors.stat_users() if viewer.is_staff else [],
+        "refresh_seconds": 5,
+    }
+    return render(request, "stats/stat.html", context)
+
+
+@never_cache
+@require_GET
+def stat_data(request: HttpRequest) -> HttpResponse:
+    viewer = _viewer(request)
+    if viewer is None:
+        return error_response(
+            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"), dialect="openai"
+        )
+    try:
+        owner = _pool_owner(request, viewer)
+        return JsonResponse(selectors.stat_dashboard(user_id=owner, now=clock.now()))
+    except Forbidden as exc:
+        return error_response(exc, dialect="openai")
+    except LookupError:
+        return error_response(Forbidden("No such user.", code="no_such_user"), dialect="openai")
+
+
+@require_POST
+def stat_signin(request: HttpRequest) -> HttpResponse:
+    key = selectors.api_key_for_signin(presented=request.POST.get("key", ""), now=clock.now())
+    if key is None:
+        context = {"error": "That key is not a valid Rotator API key (or it was revoked)."}
+        return render(request, "stats/signin.html", context, status=403)
+    # A new session id at sign-in, so an id planted before it cannot ride along.
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = key.id
+    return HttpResponseRedirect("/stat")
+
+
+@require_POST
+def stat_signout(request: HttpRequest) -> HttpResponse:
+    request.session.pop(SESSION_KEY, None)
+    request.session.cycle_key()
+    return HttpResponseRedirect("/stat")
+
+
+def _bearer(request: HttpRequest) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _token_refusal(request: HttpRequest, *, expected: str, disabled: str) -> HttpResponse | None:
+    if not expected:
+        return error_response(Forbidden(disabled, code="disabled"), dialect="openai")
+    if not secret_equals(_bearer(request), expected):
+        return error_response(
+            AuthenticationFailed(
+                "Pass the token as 'Authorization: Bearer TOKEN'.", code="invalid_token"
+            ),
+            dialect="openai",
+        )
+    return None
+
+
+# Served without middleware (a proxy prefix): no session, and CSRF would not apply to GET.
+@csrf_exempt
+@require_GET
+def debug_stats(request: HttpRequest) -> HttpResponse:
+    refusal = _token_refusal(
+        request,
+        expected=settings.MASTER_API_KEY,
+        disabled="/debug/stats is not configured: set MASTER_API_KEY to use it.",
+    )
+    return refusal or JsonResponse(selectors.debug_stats_read())
+
+
+@csrf_exempt
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    refusal = _token_refusal(
+        request,
+        expected=settings.METRICS_TOKEN,
+        disabled="metrics are disabled: set METRICS_TOKEN to enable /metrics.",
+    )
+    return refusal or HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)

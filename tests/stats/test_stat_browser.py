@@ -1,0 +1,143 @@
+"""A real headless Chromium (Debian's, driven by Playwright) signs in on /stat, clicks an
+exhausted cell and reads upstream's reason; the screenshot it saves is the README's."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings as django_settings
+from playwright.sync_api import expect, sync_playwright
+
+from accounts.models import Credential
+from accounts.services import api_key_create
+from rotator import clock
+from rotator.models import Mark
+from stats.models import UsageCounter
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "stat.png"
+QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+    "Quota exceeded for metric: generativelanguage.googleapis.com/"
+    "generate_content_free_tier_requests, limit: 250, model: gemini-2.5-flash "
+    "(quotaId: GenerateRequestsPerDayPerProjectPerModel-FreeTier)"
+)
+MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-embedding-001")
+
+
+def _seed(persona) -> None:
+    """A pool with a month of traffic, one exhausted cell, one rate-limited and one invalid."""
+    now = clock.now()
+    today = clock.quota_day(now)
+    names = ["personal", "team-a", "team-b"]
+    for credential, name in zip(persona.credentials, names, strict=True):
+        credential.label = name
+        credential.project_label = f"project-{name}"
+        credential.save(update_fields=["label", "project_label"])
+    exhausted, limited, invalid = persona.credentials
+    Credential.objects.filter(id=invalid.id).update(
+        status=Credential.Status.INVALID,
+        last_error="API key not valid. Please pass a valid API key.",
+        last_error_at=now,
+    )
+    ci_key, _ = api_key_create(user=persona.user, name="ci pipeline")
+    rows = []
+    for back in range(30):
+        day = today - timedelta(days=back)
+        for m, model in enumerate(MODELS):
+            for c, credential in enumerate(persona.credentials):
+                requests = (back * 7 + m * 13 + c * 5) % 40 + (30 if m == 0 else 5)
+                failures = (back + c + m) % 6 if (back + 1) % 4 else 0
+                key = persona.api_key if (back + c) % 3 else ci_key
+                rows.append(
+                    UsageCounter(
+                        bucket=f"{day.isoformat()}|{key.id}|{credential.id}|{model}",
+                        day=day,
+                        user=persona.user,
+                        api_key=key,
+                        credential=credential,
+                        model=model,
+                        requests=requests,
+                        successes=requests - failures,
+                        failures=failures,
+                        rate_limited=failures // 2,
+                        prompt_tokens=requests * 210,
+                        completion_tokens=requests * 340,
+                        total_tokens=requests * 550,
+                    )
+                )
+    UsageCounter.objects.bulk_create(rows)
+    Mark.objects.create(
+        credential=exhausted,
+        model="gemini-2.5-flash",
+        reason=Mark.Reason.QUOTA_EXHAUSTED,
+        until=clock.daily_reset_next(now),
+        message=QUOTA_MESSAGE,
+    )
+    Mark.objects.create(
+        credential=limited,
+        model="gemini-2.5-pro",
+        reason=Mark.Reason.RATE_LIMITED,
+        until=now + timedelta(seconds=42),
+        message="Resource has been exhausted (e.g. check quota). Please retry in 41.9s.",
+    )
+
+
+def test_chromium_signs_in_clicks_an_exhausted_cell_and_reads_upstreams_reason(
+    live, alice, bob, chat
+):
+    _seed(alice)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            # The page's own timers run on a clock the test moves, so the refresh needs no wait.
+            page.clock.install()
+            external = []
+            page.on(
+                "request",
+                lambda request: (
+                    external.append(request.url) if not request.url.startswith(live) else None
+                ),
+            )
+            page.goto(f"{live}/stat")
+            page.fill("#key", alice.key)
+            page.click("button[type=submit]")
+
+            cell = page.locator('td.mark-exhausted[data-model="gemini-2.5-flash"]')
+            expect(cell).to_have_count(1)
+            expect(page.locator("#reset-in")).to_contain_text("m ")
+            expect(page.locator("td.mark-invalid")).to_have_count(len(MODELS))
+            expect(page.locator("#charts svg")).to_have_count(3)
+            cell.click()
+            dialog = page.locator("#detail")
+            expect(dialog).to_be_visible()
+            expect(dialog).to_contain_text("Quota exhausted")
+            expect(dialog).to_contain_text("GenerateRequestsPerDayPerProjectPerModel-FreeTier")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+            page.click("#detail button")
+            expect(dialog).to_be_hidden()
+
+            # New traffic appears without a reload once the refresh interval passes.
+            requests_before = int(page.locator("#totals dd").first.get_attribute("title"))
+            assert chat(alice.key, model="gemini-2.5-pro").status_code == 200
+            with page.expect_response(lambda r: "/stat/data.json" in r.url and r.ok):
+                page.clock.run_for(6000)
+            expect(page.locator("#totals dd").first).to_have_attribute(
+                "title", str(requests_before + 1)
+            )
+            assert "bob" not in page.content()
+            assert external == []  # no CDN, nothing fetched from anywhere else
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
