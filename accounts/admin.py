@@ -91,7 +91,7 @@ if admin.site.is_registered(User):
 
 
 @admin.register(User)
-class RotatorUserAdmin(UserAdmin):
+class RotatorUserAdmin(UserAdmin):  # type: ignore[type-arg]  # the stubs' own User
     list_display = (
         "username",
         "email",
@@ -105,10 +105,11 @@ class RotatorUserAdmin(UserAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         users: QuerySet[Any] = super().get_queryset(request)
-        return users.annotate(
+        annotated: QuerySet[Any] = users.annotate(
             keys_count=Count("api_keys", distinct=True),
             pool_count=Count("credentials", distinct=True),
         )
+        return annotated
 
     @admin.display(description="API keys", ordering="keys_count")
     def api_keys_count(self, obj: Any) -> int:
@@ -153,7 +154,7 @@ class KeyState(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ChangedFieldsOnly, admin.ModelAdmin):
+class ApiKeyAdmin(ChangedFieldsOnly, admin.ModelAdmin[ApiKey]):
     form = ApiKeyChangeForm
     list_display = (
         "__str__",
@@ -260,7 +261,7 @@ class ApiKeyAdmin(ChangedFieldsOnly, admin.ModelAdmin):
 # -------------------------------------------------------------------------------- credentials
 
 
-class RecentErrorsFormSet(BaseInlineFormSet):
+class RecentErrorsFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
     """Only the newest few rows; slicing here because the inline filters its queryset by the
     credential afterwards, which Django refuses on a sliced queryset."""
 
@@ -270,7 +271,7 @@ class RecentErrorsFormSet(BaseInlineFormSet):
         return self._recent
 
 
-class RecentErrorsInline(admin.TabularInline):
+class RecentErrorsInline(admin.TabularInline):  # type: ignore[type-arg]
     model = UpstreamErrorLog
     formset = RecentErrorsFormSet
     fields = ("at", "model", "status", "outcome", "message")
@@ -304,7 +305,7 @@ def _added_message(added: services.CredentialAdded) -> tuple[str, int]:
 
 
 @admin.register(Credential)
-class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin):
+class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     list_display = (
         "__str__",
         "user",

@@ -105,7 +105,7 @@ class ApiKeyCreateForm(forms.Form):
         }
 
 
-class ApiKeyChangeForm(forms.ModelForm):
+class ApiKeyChangeForm(forms.ModelForm):  # type: ignore[type-arg]
     allowed_models = ModelNamesField(
         required=False, help_text="Comma-separated model names; empty allows every model."
     )

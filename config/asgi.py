@@ -7,6 +7,8 @@ usage counters on a graceful stop.
 """
 
 import contextvars
+import gc
+import logging
 import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
@@ -22,7 +24,13 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
+from rotator.redact import SecretRedactFilter  # noqa: E402
+
 browser_application = get_asgi_application()
+
+# uvicorn's access log (on unless --no-access-log) prints every request line with its query
+# string, where Google's clients put `?key=`: mask credentials there as everywhere else.
+logging.getLogger("uvicorn.access").addFilter(SecretRedactFilter())
 
 
 class _RequestThread(Executor):
@@ -67,10 +75,12 @@ class ProxyASGIHandler(ASGIHandler):
     """Django's ASGI handler with an empty middleware chain and a thread only when needed."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        # _get_response_async is BaseHandler's own (absent from the type stubs).
+        get_response = self._get_response_async  # type: ignore[attr-defined]
+        self._middleware_chain = convert_exception_to_response(get_response)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         executor = _RequestThread()
@@ -100,6 +110,21 @@ class ProxyASGIHandler(ASGIHandler):
 proxy_application = ProxyASGIHandler()
 
 
+def _collector_settle() -> None:
+    """Moves what lives as long as the process (Django, the apps, the URLconf and the views
+    it imports) out of the cyclic garbage collector's reach.
+
+    Holding a thousand streams, a full collection walked every object in the process and
+    paused the event loop for 100-180 ms (docs/performance.md): the slowest first chunks
+    were waiting for it. Frozen objects are never collected, and these never would be.
+    """
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (imports the views now, not on a first request)
+    gc.collect()
+    gc.freeze()
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     from rotator.upstream import upstream_clients_close
     from stats.usage import usage_flush_async
@@ -107,6 +132,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            _collector_settle()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

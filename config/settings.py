@@ -11,6 +11,8 @@ import sys
 from datetime import time
 from pathlib import Path
 
+import django_stubs_ext
+
 from config.env import (
     database_from_url,
     env_bool,
@@ -21,6 +23,8 @@ from config.env import (
     env_time,
     env_url,
 )
+
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ROTATOR_VAR_DIR", str(BASE_DIR / "var")))
@@ -239,6 +243,10 @@ MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
 # reach every process at once regardless, through the pool version (rotator.pool).
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=0)
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0, minimum=0.05)
+# Database connections per server process used by the proxy path (rotator.orm), plus the few
+# for OAuth refreshes that wait on Google while holding a row lock.
+ORM_THREADS = env_int("ORM_THREADS", 4, minimum=1)
+ORM_SLOW_THREADS = env_int("ORM_SLOW_THREADS", 2, minimum=1)
 INVALID_RECHECK_MINUTES = env_int("INVALID_RECHECK_MINUTES", 60, minimum=1)
 OAUTH_REFRESH_MARGIN_SECONDS = env_int("OAUTH_REFRESH_MARGIN_SECONDS", 300, minimum=0)
 OAUTH_ONBOARD_POLL_SECONDS = env_float("OAUTH_ONBOARD_POLL_SECONDS", 2.0)

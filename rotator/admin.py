@@ -42,7 +42,7 @@ class ChangedFieldsOnly:
             obj.save()
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # shared by several models
     """Rows written by the rotation engine; operators look, and act through actions."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -76,7 +76,7 @@ def pools_rotate(
 
 
 @admin.register(PoolState)
-class PoolStateAdmin(ChangedFieldsOnly, admin.ModelAdmin):
+class PoolStateAdmin(ChangedFieldsOnly, admin.ModelAdmin[PoolState]):
     list_display = ("user", "strategy", "pool_size", "rotated_at", "cursor", "version")
     list_filter = ("strategy",)
     search_fields = ("user__username",)

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
@@ -21,6 +20,7 @@ from accounts.models import Credential
 from accounts.secrets import decrypt, encrypt
 from rotator import clock
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
+from rotator.orm import orm_call, orm_call_slow
 from rotator.upstream import TRANSPORT_ERRORS, upstream_client
 
 logger = logging.getLogger("rotator.oauth")
@@ -77,7 +77,7 @@ async def access_token(*, credential: Any) -> str | Verdict:
         if _fresh(cached, now=clock.now(), margin_seconds=margin):
             assert cached is not None
             return cached[0]
-        result = await sync_to_async(token_refresh, thread_sensitive=False)(
+        result = await orm_call_slow(token_refresh)(
             credential_id=credential.id, margin_seconds=margin, stale_token=None
         )
     return _remember(credential.id, result)
@@ -91,7 +91,7 @@ async def access_token_refresh_forced(*, credential: Any) -> bool:
         current = _tokens.get(credential.id)
         if current is not None and refused is not None and current[0] != refused[0]:
             return True
-        result = await sync_to_async(token_refresh, thread_sensitive=False)(
+        result = await orm_call_slow(token_refresh)(
             credential_id=credential.id,
             margin_seconds=None,
             stale_token=refused[0] if refused else None,
@@ -209,7 +209,7 @@ async def project_id(*, credential: Any) -> str | Verdict:
             if result.outcome is Outcome.INVALID:
                 from rotator.pool import credential_invalidate
 
-                await sync_to_async(credential_invalidate)(
+                await orm_call(credential_invalidate)(
                     credential_id=credential.id,
                     message=result.message,
                     status=None,
@@ -218,7 +218,7 @@ async def project_id(*, credential: Any) -> str | Verdict:
             return result
         _projects[credential.id] = result
         credential.oauth_project_id = result
-        await sync_to_async(_project_store)(credential_id=credential.id, project=result)
+        await orm_call(_project_store)(credential_id=credential.id, project=result)
         return result
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -30,6 +29,7 @@ from rotator.errors import (
     PoolEmpty,
 )
 from rotator.models import Mark, PoolState, UpstreamErrorLog
+from rotator.orm import orm_call
 from rotator.selection import NonePicked, Picked, Strategy, first_in_line
 from rotator.state import (
     KeyLimited,
@@ -186,7 +186,7 @@ async def _snapshot_refresh(*, user_id: int, now: datetime) -> PoolSnapshot:
 
 
 async def _snapshot_refresh_now(*, user_id: int, now: datetime) -> PoolSnapshot:
-    snapshot, marks = await sync_to_async(snapshot_load)(user_id=user_id, now=now)
+    snapshot, marks = await orm_call(snapshot_load)(user_id=user_id, now=now)
     await state_backend().order_install(
         user_id=user_id, version=snapshot.version, ordered_ids=snapshot.ordered_ids, marks=marks
     )
@@ -267,9 +267,7 @@ async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyVi
     key_digest = digest(presented)
     cached = _keys.get(key_digest)
     if cached is None or time.monotonic() - cached[1] > settings.API_KEY_CACHE_SECONDS:
-        key = await _load_shared(
-            ("key", key_digest), lambda: sync_to_async(_api_key_fetch)(key_digest)
-        )
+        key = await _load_shared(("key", key_digest), lambda: orm_call(_api_key_fetch)(key_digest))
         if key is None:
             _keys.pop(key_digest, None)
             raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
@@ -420,7 +418,7 @@ async def credential_report(
         count = _failures.get(credential.id, 0) + 1
         _failures[credential.id] = count
         if count < settings.CIRCUIT_BREAKER_FAILURES:
-            await sync_to_async(_error_log_add)(
+            await orm_call(_error_log_add)(
                 credential_id=credential.id, model=model, status=status, verdict=verdict, now=now
             )
             return
@@ -429,7 +427,7 @@ async def credential_report(
         until = now + timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
         ids: tuple[int, ...] = (credential.id,)
     elif outcome in (Outcome.INVALID, Outcome.UNAUTHENTICATED):
-        await sync_to_async(credential_invalidate)(
+        await orm_call(credential_invalidate)(
             credential_id=credential.id, message=verdict.message, status=status, now=now
         )
         return
@@ -446,7 +444,7 @@ async def credential_report(
     await state_backend().marks_put(
         user_id=credential.user_id, credential_ids=ids, model=model, until_ms=now_ms_of(until)
     )
-    await sync_to_async(_marks_write)(
+    await orm_call(_marks_write)(
         credential_ids=ids,
         model=model,
         reason=reason,
@@ -664,7 +662,7 @@ def _soonest_back(*, user_id: int, model: str, pool_size: int, now: datetime) ->
 async def retry_after_for(*, key: KeyView, model: str, now: datetime) -> int:
     """Seconds until some credential can serve `model` again (1 if one can now)."""
     snapshot = await _snapshot_current(user_id=key.user_id)
-    return await sync_to_async(_soonest_back)(
+    return await orm_call(_soonest_back)(
         user_id=key.user_id,
         model=_model_bare(model),
         pool_size=len(snapshot.ordered_ids),

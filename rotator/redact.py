@@ -1,5 +1,6 @@
 """Masking of secrets in any text Rotator stores, logs or shows: the one place that does it."""
 
+import logging
 import re
 from collections.abc import Iterable
 
@@ -110,3 +111,18 @@ def _credential_mask(match: re.Match[str]) -> str:
     if _MASKED.fullmatch(value):
         return match.group(0)
     return name + secret_mask(value)
+
+
+class SecretRedactFilter(logging.Filter):
+    """A logging filter that masks credentials (`secret_redact`) in a record's message and
+    its text arguments, for log lines Rotator does not write itself: uvicorn's access log
+    prints each request's query string, where Google's clients send `?key=`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = secret_redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                secret_redact(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True

@@ -1,9 +1,9 @@
 """The two error renderers: OpenAI-style for /v1, Google-style for /v1beta. Nothing else
 builds error JSON."""
 
-import orjson
 from collections.abc import Mapping
 
+import orjson
 from django.http import HttpResponse
 
 from rotator.errors import RotatorError

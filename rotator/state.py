@@ -159,9 +159,9 @@ class DatabaseState:
     """State in the database: for the embedded default, or PostgreSQL without Redis."""
 
     async def pick(self, request: PickRequest) -> PickOutcome:
-        from asgiref.sync import sync_to_async
+        from rotator.orm import orm_call
 
-        return await sync_to_async(self.pick_sync)(request)
+        return await orm_call(self.pick_sync)(request)
 
     def pick_sync(self, request: PickRequest) -> PickOutcome:
         increment = 1 if request.strategy is Strategy.ROUND_ROBIN else 0
@@ -244,8 +244,13 @@ class DatabaseState:
         return None
 
     async def pool_version(self, *, user_id: int) -> int | None:
-        row = await PoolState.objects.filter(user_id=user_id).values_list("version").afirst()
-        return None if row is None else int(row[0])
+        from rotator.orm import orm_call
+
+        def version_read() -> int | None:
+            row = PoolState.objects.filter(user_id=user_id).values_list("version").first()
+            return None if row is None else int(row[0])
+
+        return await orm_call(version_read)()
 
     def pool_invalidate(self, *, user_id: int) -> None:
         PoolState.objects.filter(user_id=user_id).update(version=F("version") + 1)

@@ -15,13 +15,19 @@ from rotator.translate import ChatStreamTranslator
 SSE_DONE = b"[DONE]"
 
 
-async def sse_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yields each event's data payload as soon as the event is complete."""
+async def sse_payload_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yields, for each upstream read, the data payloads of the events it completed.
+
+    Events that arrive together leave together: the relay writes them to the client in one
+    piece instead of one write per event (a fast upstream sends a whole 20-event answer in
+    one or two reads), and no event ever waits for a later one.
+    """
     pending = b""
     async for chunk in chunks:
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         pending += chunk
+        batch = []
         while True:
             end = pending.find(b"\n\n")
             if end < 0:
@@ -31,10 +37,19 @@ async def sse_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")
             ]
             if data:
-                yield b"\n".join(data)
+                batch.append(b"\n".join(data))
+        if batch:
+            yield batch
     tail = pending.strip()
     if tail.startswith(b"data:"):
-        yield tail[5:].lstrip(b" ")
+        yield [tail[5:].lstrip(b" ")]
+
+
+async def sse_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yields each event's data payload as soon as the event is complete."""
+    async for batch in sse_payload_batches(chunks):
+        for payload in batch:
+            yield payload
 
 
 def gemini_usage(document: Any) -> tuple[int, int, int] | None:

@@ -6,6 +6,8 @@ aiohttp's pool stays flat (measured: docs/performance.md, ../shared/docs/perform
 """
 
 import asyncio
+from functools import lru_cache
+from http.cookiejar import CookieJar, CookiePolicy
 
 import aiohttp
 import httpx
@@ -23,18 +25,51 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class _NoCookies(CookiePolicy):
+    """Accepts no cookie and sends none."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: object, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: object, request: object) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        return False
+
+
+def upstream_timeout() -> httpx.Timeout:
+    """The upstream timeouts, read from settings on every call: requests pass them explicitly,
+    so a changed setting applies to the next request and not only to clients made after it."""
+    return _timeout(
+        settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS, settings.UPSTREAM_READ_TIMEOUT_SECONDS
+    )
+
+
+@lru_cache(maxsize=8)
+def _timeout(connect_seconds: float, read_seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=connect_seconds, read=read_seconds, write=connect_seconds, pool=connect_seconds
+    )
+
+
 def upstream_client() -> httpx.AsyncClient:
     """The process's client for the running loop (one per loop: connections belong to it)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
         client = HttpxAiohttpClient(
-            timeout=httpx.Timeout(
-                connect=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-                read=settings.UPSTREAM_READ_TIMEOUT_SECONDS,
-                write=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-                pool=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-            ),
+            timeout=upstream_timeout(),
+            # One client serves every user's credentials: a cookie set for one must never ride
+            # along with another's request.
+            cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
             # Many long streams at once are the normal case: do not queue them behind a
             # small pool (aiohttp's own default is 100).
             limits=httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS),

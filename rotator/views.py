@@ -15,7 +15,6 @@ from functools import wraps
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
@@ -32,6 +31,7 @@ from rotator.errors import (
     StateUnavailable,
 )
 from rotator.forward import RequestContext
+from rotator.orm import orm_call
 from rotator.render import error_response
 from rotator.state import state_backend
 
@@ -338,7 +338,7 @@ def _health() -> dict[str, str]:
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:
-    report = await sync_to_async(_health)()
+    report = await orm_call(_health)()
     healthy = all(value == "ok" for value in report.values())
     body = {"status": "ok" if healthy else "degraded", **report}
     return HttpResponse(

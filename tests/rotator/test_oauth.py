@@ -22,6 +22,7 @@ from accounts.services import api_key_create, credential_add, oauth_account_pars
 from rotator import clock
 from rotator.models import Mark
 from tests.conftest import Persona, persona_create
+from tests.support.processes import database_url as support_database_url
 
 CHAT = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -307,12 +308,7 @@ def test_a_celery_worker_on_the_redis_broker_runs_tokens_refresh(live, olga, fak
     from config.celery import app
 
     broker = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
-    database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("postgresql"):
-        user, host = database["USER"] or "postgres", database["HOST"] or "127.0.0.1"
-        database_url = f"postgres://{user}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
-    else:
-        database_url = f"sqlite:///{database['NAME']}"
+    database_url = support_database_url()
     queue = f"test-{settings.STATE_KEY_PREFIX}"
     env = {
         **os.environ,

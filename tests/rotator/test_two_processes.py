@@ -1,65 +1,16 @@
 """Two server processes behind one pool behave like one: exact counters, shared cooldowns."""
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from stats.models import UsageCounter
-from tests.conftest import _free_port, persona_create
+from tests.conftest import persona_create
+from tests.support.processes import Rotator
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _database_url() -> str:
-    database = settings.DATABASES["default"]
-    if connection.vendor == "postgresql":
-        user = database["USER"] or "postgres"
-        host = database["HOST"] or "127.0.0.1"
-        return f"postgres://{user}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
-    return f"sqlite:///{database['NAME']}"
-
-
-def _server_start(port: int, fake_gemini) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "SECRET_KEY": settings.SECRET_KEY,
-        "STATE_KEY_PREFIX": settings.STATE_KEY_PREFIX,
-        "GEMINI_UPSTREAM_URL": fake_gemini.gemini_url,
-        "OPENAI_UPSTREAM_URL": fake_gemini.openai_url,
-        "CODE_ASSIST_UPSTREAM_URL": fake_gemini.code_assist_url,
-        "OAUTH_TOKEN_URL": fake_gemini.oauth_token_url,
-        "USAGE_FLUSH_SECONDS": "0.5",
-        "LOG_LEVEL": "WARNING",
-    }
-    if settings.REDIS_URL:
-        env["REDIS_URL"] = settings.REDIS_URL
-    command = [
-        sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--lifespan", "on", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=env, cwd=settings.BASE_DIR)
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server on {port} did not start")
 
 
 async def _drive(ports: list[int], key: str, total: int, concurrency: int) -> Counter:
@@ -89,17 +40,15 @@ def test_two_processes_count_exactly_and_respect_each_others_cooldowns(fake_gemi
     hana = persona_create("hana", credentials=4)
     limited = hana.upstream_keys[0]
     fake_gemini.behave(limited, "rate_limit_minute", retry_delay="60s")
-    ports = [_free_port(), _free_port()]
-    servers = [_server_start(port, fake_gemini) for port in ports]
+    servers = [Rotator(fake_gemini), Rotator(fake_gemini)]
     try:
-        for port in ports:
-            _wait_ready(port)
+        for server in servers:
+            server.wait_answering()
+        ports = [server.port for server in servers]
         statuses = asyncio.run(_drive(ports, hana.key, total=400, concurrency=32))
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)  # graceful: the lifespan shutdown flushes usage
-        for server in servers:
-            server.wait(timeout=30)
+            server.stop()  # graceful: the lifespan shutdown flushes usage
     assert statuses == Counter({200: 400})
     upstream = [r for r in fake_gemini.requests if r.dialect == "openai"]
     limited_requests = [r for r in upstream if r.secret == limited]
