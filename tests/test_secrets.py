@@ -19,7 +19,6 @@ import httpx
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
-from django.db import connection
 from django.urls import reverse
 
 from accounts.models import Credential
@@ -27,6 +26,7 @@ from accounts.services import api_key_create, credential_add, oauth_account_pars
 from rotator.models import Mark, UpstreamErrorLog
 from stats.models import UsageCounter
 from tests.conftest import Persona
+from tests.support.database import database_text
 
 MODEL = "gemini-2.5-flash"
 EMBEDDING_MODEL = "gemini-embedding-001"
@@ -196,20 +196,6 @@ def _rotator_log_lines(records: Iterable[logging.LogRecord]) -> Iterator[str]:
         yield formatter.format(record)
 
 
-def _database_text() -> str:
-    """Every value of every column of every row of every table."""
-    values = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
-            for row in cursor.fetchall():
-                values.extend(
-                    bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v)
-                    for v in row
-                )
-    return "\n".join(values)
-
-
 def _admin_pages() -> Iterator[tuple[str, set[int]]]:
     """Every admin page to look at, with the statuses it may answer: the index, each
     changelist and add page (refused where adding makes no sense), every object's change
@@ -340,7 +326,7 @@ def test_no_secret_shows_in_any_answer_page_log_line_or_stored_text(
         evidence.add(f"UpstreamErrorLog {entry.pk} message", entry.message)
     for row in UsageCounter.objects.all():
         evidence.add(f"UsageCounter {row.pk} credential_label", row.credential_label)
-    evidence.add("database", _database_text())
+    evidence.add("database", database_text())
     lines = list(_rotator_log_lines(everything_logged.records))
     evidence.add("logs", "\n".join(lines))
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import async_to_sync
 from cryptography.fernet import Fernet
-from django.db import connection
 
 from accounts import secrets
 from accounts.models import ApiKey, Credential
@@ -15,20 +14,7 @@ from accounts.secrets import SecretUnreadable, decrypt, encrypt, mask
 from accounts.services import api_key_create, api_key_revoke, credential_add
 from rotator import clock, pool
 from rotator.errors import AuthenticationFailed
-
-
-def _database_text() -> str:
-    """Every value of every column of every row of every table, as one string."""
-    values = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
-            for row in cursor.fetchall():
-                values.extend(
-                    bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v)
-                    for v in row
-                )
-    return "\n".join(values)
+from tests.support.database import database_text
 
 
 @pytest.fixture
@@ -42,7 +28,7 @@ def fernet_key_restored():
 def test_an_api_key_is_stored_as_its_sha256_digest_and_nowhere_in_plain(alice):
     assert alice.api_key.digest == hashlib.sha256(alice.key.encode()).hexdigest()
     assert alice.api_key.prefix == f"{alice.key[:4]}…{alice.key[-4:]}"
-    everything = _database_text()
+    everything = database_text()
     assert alice.api_key.digest in everything  # the search does see the table
     assert alice.key not in everything
 
@@ -51,7 +37,7 @@ def test_a_registered_existing_key_is_not_stored_either(charlie):
     api_key, secret = api_key_create(user=charlie.user, secret="sk-clients-already-use-this-1")
     assert secret == "sk-clients-already-use-this-1"
     assert api_key.digest == hashlib.sha256(secret.encode()).hexdigest()
-    assert secret not in _database_text()
+    assert secret not in database_text()
 
 
 def test_a_key_is_found_by_its_digest_with_one_query(alice, bob, django_assert_num_queries):
@@ -74,7 +60,7 @@ def test_an_unknown_key_is_refused(alice):
 
 
 def test_upstream_credentials_are_encrypted_at_rest(alice):
-    everything = _database_text()
+    everything = database_text()
     for credential in alice.credentials:
         assert credential.secret_encrypted in everything
     for upstream_key in alice.upstream_keys:
