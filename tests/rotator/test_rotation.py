@@ -245,12 +245,17 @@ def test_manual_rotation_advances_the_pool(http, alice, fake_gemini):
     pool.pool_invalidate(user_id=alice.user.id)
     chat(http, alice.key)
     before = fake_gemini.requests[-1].secret
+    usage_flush()  # the request before the rotation is counted before it
     result = pool.pool_rotate(user_id=alice.user.id, now=clock.now())
+    assert set(Credential.objects.values_list("requests_since_rotation", flat=True)) == {0}
     chat(http, alice.key)
     after = fake_gemini.requests[-1].secret
     assert after != before
     assert result.first_credential is not None and result.first_credential.secret() == after
-    assert set(Credential.objects.values_list("requests_since_rotation", flat=True)) == {0}
+    usage_flush()
+    since = dict(Credential.objects.values_list("id", "requests_since_rotation"))
+    assert since[result.first_credential.id] == 1
+    assert sum(since.values()) == 1
 
 
 def test_a_forced_quota_reset_brings_exhausted_credentials_back(http, alice, fake_gemini):
