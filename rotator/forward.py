@@ -130,7 +130,6 @@ async def attempts_run(
                 code="no_api_key_credential",
             )
         excluded.extend(other)
-    last_failure: Failure | None = None
     failures: list[Failure] = []
     for number in range(settings.MAX_ATTEMPTS):
         try:
@@ -143,7 +142,7 @@ async def attempts_run(
             )
         except NoCredentialAvailable as exc:
             _count_refusal(ctx, rate_limited=True)
-            if last_failure is not None and last_failure.verdict.outcome in (
+            if failures and failures[-1].verdict.outcome in (
                 Outcome.TRANSIENT,
                 Outcome.EMPTY,
                 Outcome.MODEL_NOT_FOUND,
@@ -177,12 +176,10 @@ async def attempts_run(
         _count_attempt(ctx, credential, success=False, verdict=result.verdict)
         if not result.verdict.retry_elsewhere:
             raise _passthrough(result)
-        last_failure = result
         failures.append(result)
         logger.debug(
             "attempt %d on %s failed: %s", number + 1, credential.display_name, result.verdict
         )
-    assert last_failure is not None
     raise await _final_error(ctx, model=model, failures=failures)
 
 
@@ -626,11 +623,11 @@ async def chat_completions(
             return Failure(verdict, 200)
         return Answer(body=result[1], usage=openai_usage(document))
 
-    return await _finish(ctx, await attempts_run(ctx, model=model, attempt=attempt), stream=stream)
+    return await _finish(ctx, await attempts_run(ctx, model=model, attempt=attempt))
 
 
 async def _finish(
-    ctx: RequestContext, result: Answer | StreamStart, *, stream: bool, sse: bool = True
+    ctx: RequestContext, result: Answer | StreamStart, *, sse: bool = True
 ) -> HttpResponse | StreamingHttpResponse:
     credential = ctx.credential
     assert credential is not None
@@ -664,7 +661,7 @@ async def embeddings(
         return Answer(body=result[1], usage=openai_usage(document))
 
     result = await attempts_run(ctx, model=model, attempt=attempt, kinds=frozenset({API_KEY}))
-    return await _finish(ctx, result, stream=False)
+    return await _finish(ctx, result)
 
 
 # --------------------------------------------------------------------- Gemini dialect
@@ -749,7 +746,7 @@ async def gemini_call(
 
     kinds = frozenset({API_KEY}) if method in API_KEY_ONLY_METHODS else None
     result = await attempts_run(ctx, model=model, attempt=attempt, kinds=kinds)
-    return await _finish(ctx, result, stream=stream, sse=sse)
+    return await _finish(ctx, result, sse=sse)
 
 
 def _count_tokens_request(body: dict[str, Any]) -> dict[str, Any]:

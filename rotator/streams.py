@@ -135,6 +135,7 @@ class GeminiSseRelay(Relay):
 
     def __init__(self, *, unwrap: bool) -> None:
         self.unwrap = unwrap
+        self._seen_content = False
 
     def _document(self, payload: bytes) -> tuple[bytes, Any]:
         if self.unwrap or b"usageMetadata" in payload or not self._seen_content:
@@ -144,8 +145,6 @@ class GeminiSseRelay(Relay):
                 payload = orjson.dumps(document)
             return payload, document
         return payload, None
-
-    _seen_content = False
 
     def feed(self, payload: bytes) -> tuple[bytes, bool]:
         payload, document = self._document(payload)
