@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from rotator.codecs.base import CodecError
+
 # Tool call ids handed out by Rotator carry Gemini's thought signature after this marker. Most
 # OpenAI clients keep a tool call's id but drop fields they do not know (such as extra_content),
 # and Gemini 3 answers 400 when a function call of the current turn comes back unsigned.
@@ -99,13 +101,7 @@ _FINISH_REASONS = {
 }
 
 
-class TranslationError(ValueError):
-    """The client's request cannot be expressed for Gemini; Rotator answers 400 naming `param`."""
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
+TranslationError = CodecError
 
 
 @dataclass(frozen=True)
@@ -481,7 +477,7 @@ def _declaration(function: Any, *, where: str) -> dict[str, Any]:
             raise TranslationError(
                 "'parameters' must be a JSON schema object.", param=f"{where}.parameters"
             )
-        schema = _schema_translate(parameters, param=f"{where}.parameters")
+        schema = schema_to_gemini(parameters, param=f"{where}.parameters")
         if schema is not None:
             declaration["parameters"] = schema
     return declaration
@@ -602,7 +598,7 @@ def _response_format(value: Any) -> dict[str, Any]:
         param = "response_format.json_schema.schema"
         if not isinstance(schema, Mapping):
             raise TranslationError("The JSON schema must be an object.", param=param)
-        cleaned = _schema_translate(schema, param=param)
+        cleaned = schema_to_gemini(schema, param=param)
         if cleaned is not None:
             config["responseSchema"] = cleaned
     return config
@@ -617,7 +613,7 @@ def _thinking_config(body: Mapping[str, Any], *, model: str) -> dict[str, Any] |
                 "'reasoning_effort' must be one of none, minimal, low, medium, high, xhigh.",
                 param="reasoning_effort",
             )
-        config = _thinking_for_effort(effort, model=model)
+        config = thinking_for_effort(effort, model=model)
     explicit, param = _google_option(body, "thinking_config")
     if explicit is not None:
         # Gemini's own knob replaces reasoning_effort whole: merging could send thinkingLevel and
@@ -640,8 +636,8 @@ def _thinking_config(body: Mapping[str, Any], *, model: str) -> dict[str, Any] |
     return config
 
 
-def _thinking_for_effort(effort: str, *, model: str) -> dict[str, Any]:
-    major = _gemini_major_version(model)
+def thinking_for_effort(effort: str, *, model: str) -> dict[str, Any]:
+    major = gemini_major_version(model)
     if major is not None and major >= 3:
         # Gemini 3 takes a level, not a budget, and cannot switch thinking off. Flash models accept
         # minimal/low/medium/high; Pro models accept only low/high, so there medium rounds up to
@@ -664,7 +660,7 @@ def _thinking_for_effort(effort: str, *, model: str) -> dict[str, Any]:
     return {"thinkingBudget": _THINKING_BUDGET_BY_EFFORT[effort], "includeThoughts": True}
 
 
-def _gemini_major_version(model: str) -> int | None:
+def gemini_major_version(model: str) -> int | None:
     match = re.match(r"gemini-(\d+)", model)
     return int(match.group(1)) if match else None
 
@@ -742,7 +738,7 @@ def _number(body: Mapping[str, Any], key: str, *, minimum: float, maximum: float
 # --- JSON schema -> Gemini Schema ----------------------------------------------------------------
 
 
-def _schema_translate(schema: Mapping[str, Any], *, param: str) -> dict[str, Any] | None:
+def schema_to_gemini(schema: Mapping[str, Any], *, param: str) -> dict[str, Any] | None:
     """Return `schema` as a Gemini Schema, or None when it constrains nothing Gemini can express.
 
     Gemini answers 400 to an OBJECT whose properties are empty ("should be non-empty for OBJECT

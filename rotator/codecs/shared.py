@@ -1,0 +1,135 @@
+"""Helpers every codec shares: tool and response schemas, thinking levels, usage, and the
+sealed thought signatures that travel through clients.
+
+One function per rule, so that a change of policy (for example the schema field Gemini is sent)
+happens here for every dialect at once.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from accounts.secrets import SecretUnreadable, decrypt, encrypt
+from rotator import translate
+from rotator.codecs.base import CodecError
+
+# A part of a pivot request may carry, beside its "thoughtSignature", the backend that minted
+# it under this key. The pipeline keeps the signature only when the serving credential's
+# backend matches, and removes the key before anything is sent to Google.
+SIGNATURE_BACKEND_KEY = "rotatorSignatureBackend"
+
+BACKENDS = frozenset({"gemini_api", "code_assist"})
+
+
+def function_declaration(
+    *, name: str, description: str | None, schema: Mapping[str, Any] | None, param: str
+) -> dict[str, Any]:
+    """Returns a Gemini functionDeclaration for a client tool; raises CodecError naming `param`
+    for a schema Gemini cannot take."""
+    declaration: dict[str, Any] = {"name": name}
+    if description:
+        declaration["description"] = description
+    if schema is not None:
+        if not isinstance(schema, Mapping):
+            raise CodecError("A tool's parameters must be a JSON schema object.", param=param)
+        cleaned = translate.schema_to_gemini(schema, param=param)
+        if cleaned is not None:
+            declaration["parameters"] = cleaned
+    return declaration
+
+
+def json_output_config(schema: Mapping[str, Any] | None, *, param: str) -> dict[str, Any]:
+    """Returns the generationConfig entries asking Gemini for JSON (matching `schema`)."""
+    config: dict[str, Any] = {"responseMimeType": "application/json"}
+    if schema is not None:
+        if not isinstance(schema, Mapping):
+            raise CodecError("The JSON schema must be an object.", param=param)
+        cleaned = translate.schema_to_gemini(schema, param=param)
+        if cleaned is not None:
+            config["responseSchema"] = cleaned
+    return config
+
+
+def thinking_for_effort(effort: str, *, model: str) -> dict[str, Any]:
+    """Returns the thinkingConfig for an OpenAI-style effort (none, minimal, low, medium, high,
+    xhigh): a thinkingLevel on Gemini 3 and later, a thinkingBudget on 2.5."""
+    return translate.thinking_for_effort(effort, model=model)
+
+
+def thinking_for_budget(budget_tokens: int, *, model: str) -> dict[str, Any]:
+    """Returns the thinkingConfig for a token budget (Anthropic's budget_tokens): the budget
+    itself on 2.5, the nearest level on Gemini 3 and later (which take no budget)."""
+    major = translate.gemini_major_version(model)
+    if major is not None and major >= 3:
+        effort = "low" if budget_tokens <= 4096 else "medium" if budget_tokens <= 16384 else "high"
+        return thinking_for_effort(effort, model=model)
+    return {"thinkingBudget": budget_tokens, "includeThoughts": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Gemini usageMetadata in the terms clients count in."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    # Visible output plus thoughts: what the client is billed as output.
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+
+
+def usage_of(response: Mapping[str, Any]) -> Usage | None:
+    """Returns the usage of a pivot response or stream chunk, None when it has none."""
+    metadata = response.get("usageMetadata") if isinstance(response, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        return None
+
+    def count(key: str) -> int:
+        value = metadata.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    thoughts = count("thoughtsTokenCount")
+    output = count("candidatesTokenCount") + thoughts
+    prompt = count("promptTokenCount")
+    return Usage(
+        input_tokens=prompt,
+        cached_tokens=count("cachedContentTokenCount"),
+        output_tokens=output,
+        reasoning_tokens=thoughts,
+        total_tokens=count("totalTokenCount") or prompt + output,
+    )
+
+
+def signature_seal(signature: str, *, backend: str) -> str:
+    """Returns an opaque, encrypted token carrying a Gemini thought signature and the backend
+    that minted it: clients can neither read nor forge it."""
+    return encrypt(orjson.dumps({"s": signature, "b": backend}).decode())
+
+
+def signature_open(token: Any) -> tuple[str, str] | None:
+    """Returns (signature, backend) from a token `signature_seal` made; None for anything else
+    (a forged, foreign or corrupted token is treated as no signature at all)."""
+    if not isinstance(token, str) or not token:
+        return None
+    try:
+        document = orjson.loads(decrypt(token))
+    except (SecretUnreadable, orjson.JSONDecodeError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    signature, backend = document.get("s"), document.get("b")
+    if not isinstance(signature, str) or backend not in BACKENDS:
+        return None
+    return signature, str(backend)
+
+
+def signed_part(part: dict[str, Any], token: Any) -> dict[str, Any]:
+    """Returns `part` with the signature sealed in `token` put back (and its backend noted for
+    the pipeline); `part` unchanged when the token carries none."""
+    opened = signature_open(token)
+    if opened is None:
+        return part
+    signature, backend = opened
+    return {**part, "thoughtSignature": signature, SIGNATURE_BACKEND_KEY: backend}
