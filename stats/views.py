@@ -96,7 +96,8 @@ def stat_data(request: HttpRequest) -> HttpResponse:
     viewer = _viewer(request)
     if viewer is None:
         return error_response(
-            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"), dialect="openai_chat"
+            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"),
+            dialect="openai_chat",
         )
     try:
         owner = _pool_owner(request, viewer)
@@ -104,7 +105,9 @@ def stat_data(request: HttpRequest) -> HttpResponse:
     except Forbidden as exc:
         return error_response(exc, dialect="openai_chat")
     except LookupError:
-        return error_response(Forbidden("No such user.", code="no_such_user"), dialect="openai_chat")
+        return error_response(
+            Forbidden("No such user.", code="no_such_user"), dialect="openai_chat"
+        )
 
 
 @require_POST
