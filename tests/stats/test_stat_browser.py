@@ -9,7 +9,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Credential
 from accounts.services import api_key_create
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 from stats.models import UsageCounter
 
