@@ -148,9 +148,10 @@ def native_reply(
     last = contents[-1] if contents else {}
     user_turns = [c for c in contents if c.get("role", "user") == "user"]
     responses = [
-        p.get("functionResponse", p.get("function_response")) for p in _dicts(last.get("parts"))
+        r
+        for p in _dicts(last.get("parts"))
+        if isinstance(r := p.get("functionResponse", p.get("function_response")), dict)
     ]
-    responses = [r for r in responses if isinstance(r, dict)]
     functions = _native_functions(request.get("tools"))
     user_text = [c for c in user_turns if _parts_text(c)]
     if responses:
@@ -335,8 +336,8 @@ def openai_reply(
 
 
 def _openai_tool_name(messages: list[dict[str, Any]], tool_message: dict[str, Any]) -> str:
-    if isinstance(tool_message.get("name"), str):
-        return tool_message["name"]
+    if isinstance(name := tool_message.get("name"), str):
+        return name
     call_id = tool_message.get("tool_call_id")
     for message in messages:
         for call in _dicts(message.get("tool_calls")):

@@ -410,7 +410,7 @@ def _thinking_refusal(thinking: Any, model: str, version: float) -> dict[str, An
     if level is not None and version < 3:
         return _invalid(THINKING_LEVEL_UNSUPPORTED)
     if isinstance(level, str):
-        allowed = _LEVELS
+        allowed: tuple[str, ...] = _LEVELS
         if model.startswith("gemini-3-pro"):
             allowed = ("LOW", "HIGH")
         elif model.startswith("gemini-3.1-pro"):
@@ -555,8 +555,8 @@ def openai_refusal(body: dict[str, Any], *, model: str) -> dict[str, Any] | None
         signature = _openai_signature(calls[0])
         if signature is None:
             function = calls[0].get("function")
-            name = function.get("name") if isinstance(function, dict) else None
-            return _invalid(SIGNATURE_MISSING.format(name=name, position=index + 1))
+            called = function.get("name") if isinstance(function, dict) else None
+            return _invalid(SIGNATURE_MISSING.format(name=called, position=index + 1))
         if not isinstance(signature, str) or not _base64_ok(signature):
             return _invalid(f'Base64 decoding failed for "{signature}"')
         problem = _signature_refusal(signature, backend=GEMINI_API)
