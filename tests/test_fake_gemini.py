@@ -1409,3 +1409,34 @@ def test_function_turns_must_be_in_order(fake: FakeGemini, client: httpx.Client)
     assert refusal(generate(fake, client, orphan)) == (
         "Please ensure that function response turn comes immediately after a function call turn."
     )
+
+
+def test_a_tool_loop_calls_again_until_its_steps_are_done(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.behave(KEY, "tool_loop", steps=3)
+    body: dict[str, Any] = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL]}
+    answer = {"functionResponse": {"name": "get_weather", "response": {"temp": 20}}}
+    for step in range(3):
+        content = generate(fake, client, body, model=G3).json()["candidates"][0]["content"]
+        [part] = content["parts"]
+        assert part["functionCall"]["name"] == "get_weather"
+        assert "thoughtSignature" in part, f"step {step} is signed"
+        body["contents"] += [content, {"role": "user", "parts": [answer]}]
+    final = generate(fake, client, body, model=G3).json()["candidates"][0]["content"]
+    assert final["parts"][0]["text"] == "Result from get_weather received."
+    # Each step is checked: dropping the second step's signature is refused.
+    del body["contents"][3]["parts"][0]["thoughtSignature"]
+    assert "position 4" in refusal(generate(fake, client, body, model=G3))
+
+    fake.behave(KEY, "tool_loop", steps=2)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "weather in Paris?"}]
+    for _ in range(2):
+        message = chat(fake, client, {"model": G3, "messages": messages, "tools": tools}).json()[
+            "choices"
+        ][0]["message"]
+        [call] = message["tool_calls"]
+        messages += [message, {"role": "tool", "tool_call_id": call["id"], "content": "20"}]
+    last = chat(fake, client, {"model": G3, "messages": messages, "tools": tools}).json()
+    assert last["choices"][0]["message"]["content"] == "Result from get_weather received."

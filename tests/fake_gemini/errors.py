@@ -46,6 +46,7 @@ MODEL_SCOPED = frozenset(
         "safety",
         "cut_stream",
         "parallel_calls",
+        "tool_loop",
         "malformed_function_call",
         "stream_error",
         "no_finish",
@@ -65,6 +66,7 @@ TRANSPORT = frozenset(
         "empty",
         "safety",
         "parallel_calls",
+        "tool_loop",
         "malformed_function_call",
         "stream_error",
         "no_finish",
@@ -135,6 +137,8 @@ def behaviour_validate(name: str, params: dict[str, Any]) -> None:
         raise ValueError("stream_error status must be 429, 500 or 503")
     if name == "parallel_calls" and int(params.get("count", 2)) < 2:
         raise ValueError("parallel_calls count must be at least 2")
+    if name == "tool_loop" and int(params.get("steps", 3)) < 1:
+        raise ValueError("tool_loop steps must be at least 1")
     for key in ("retry_delay", "reset_after"):
         if key in params:
             duration_seconds(str(params[key]))

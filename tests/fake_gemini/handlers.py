@@ -136,6 +136,8 @@ class Plan:
     outcome: str = "ok"
     # Function calls in a function-call answer (`parallel_calls`).
     calls: int = 1
+    # Function-call steps per turn before the acknowledgement text (`tool_loop`).
+    steps: int = 1
     # `stream_error`: the in-band error object sent after `error_after` chunks of a 200 stream,
     # as an SSE event or (`error_raw`) as bare JSON after the last event.
     stream_error: dict[str, Any] | None = None
@@ -378,6 +380,9 @@ async def _plan(
         plan.outcome = name
     elif name == "parallel_calls":
         plan.calls = int(params.get("count", 2))
+    elif name == "tool_loop":
+        plan.steps = int(params.get("steps", 3))
+        plan.calls = int(params.get("count", 1))
     elif name == "stream_error":
         plan.stream_error = stream_error_body(int(params.get("status", 503)), model=model)
         plan.error_after = int(params.get("after", 1))
@@ -430,6 +435,7 @@ async def _generate(
         min_words=plan.chunks if stream else 0,
         outcome=plan.outcome,
         calls=plan.calls,
+        steps=plan.steps,
         signature=signature_mint(backend=backend) if model_signs(model) else None,
     )
     response_id = secrets.token_urlsafe(16)
@@ -606,6 +612,7 @@ async def openai_chat(fake: "FakeGemini", exchange: Exchange) -> web.StreamRespo
         min_words=plan.chunks if stream else 0,
         outcome=plan.outcome,
         calls=plan.calls,
+        steps=plan.steps,
         signature=signature_mint(backend=GEMINI_API) if model_signs(model) else None,
     )
     completion_id = f"chatcmpl-{secrets.token_hex(12)}"

@@ -116,9 +116,21 @@ def _outcome(reply: Reply, outcome: str) -> Reply:
     return reply
 
 
-def _calls(names: list[str], count: int) -> list[dict[str, Any]]:
-    """Return `count` calls, to the declared functions in turn, the first about Paris."""
-    calls = [{"name": names[0], "args": dict(WEATHER_ARGS)}]
+def _turn_start(contents: list[dict[str, Any]]) -> int:
+    """Return where the current turn begins: after the last user content with text."""
+    for index in range(len(contents) - 1, -1, -1):
+        if contents[index].get("role", "user") == "user" and _parts_text(contents[index]):
+            return index + 1
+    return 0
+
+
+def _calls(names: list[str], count: int, *, step: int = 0) -> list[dict[str, Any]]:
+    """Return `count` calls, to the declared functions in turn, the first about Paris.
+
+    Later steps of an agent loop add `step` to the arguments, so each step's calls differ.
+    """
+    first = dict(WEATHER_ARGS) if step == 0 else {**WEATHER_ARGS, "step": step}
+    calls = [{"name": names[0], "args": first}]
     for index in range(1, count):
         city = _PARALLEL_CITIES[(index - 1) % len(_PARALLEL_CITIES)]
         calls.append({"name": names[index % len(names)], "args": {"city": city}})
@@ -132,6 +144,7 @@ def native_reply(
     min_words: int,
     outcome: str,
     calls: int = 1,
+    steps: int = 1,
     signature: str | None = None,
 ) -> Reply:
     """Return the answer to a GenerateContentRequest.
@@ -139,7 +152,8 @@ def native_reply(
     A functionResponse in the last turn gets an acknowledgement naming the function; declared
     functions plus "weather" in the last user turn get `calls` calls, the first to the first
     function; JSON mode gets a JSON object; anything else the numbered sentence. `signature`
-    (Gemini 3) signs the answer.
+    (Gemini 3) signs the answer. With `steps` above 1 a functionResponse gets another call
+    until the current turn holds `steps` function-call steps (an agent loop).
     """
     reply = Reply(prompt_tokens=native_prompt_tokens(request))
     contents = _dicts(request.get("contents"))
@@ -154,7 +168,15 @@ def native_reply(
     ]
     functions = _native_functions(request.get("tools"))
     user_text = [c for c in user_turns if _parts_text(c)]
-    if responses:
+    steps_done = sum(
+        1
+        for c in contents[_turn_start(contents) :]
+        if c.get("role") == "model"
+        and any("functionCall" in p or "function_call" in p for p in _dicts(c.get("parts")))
+    )
+    if responses and functions and steps_done < steps:
+        reply.function_calls = _calls(functions, calls, step=steps_done)
+    elif responses:
         reply.text = f"Result from {responses[0].get('name')} received."
     elif functions and user_text and "weather" in _parts_text(user_text[-1]).lower():
         reply.function_calls = _calls(functions, calls)
@@ -304,6 +326,7 @@ def openai_reply(
     min_words: int,
     outcome: str,
     calls: int = 1,
+    steps: int = 1,
     signature: str | None = None,
 ) -> Reply:
     """Return the answer to an OpenAI chat request, by the same rules as `native_reply`."""
@@ -317,7 +340,13 @@ def openai_reply(
         if isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
     ]
     response_format = body.get("response_format")
-    if last.get("role") == "tool":
+    start = max((i + 1 for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    steps_done = sum(
+        1 for m in messages[start:] if m.get("role") == "assistant" and m.get("tool_calls")
+    )
+    if last.get("role") == "tool" and functions and steps_done < steps:
+        reply.function_calls = _calls(functions, calls, step=steps_done)
+    elif last.get("role") == "tool":
         reply.text = f"Result from {_openai_tool_name(messages, last)} received."
     elif functions and users and "weather" in _openai_text(users[-1].get("content")).lower():
         reply.function_calls = _calls(functions, calls)
