@@ -416,3 +416,19 @@ def credentials_recheck(*, now: datetime) -> RecheckSummary:
         if credential_check(credential=credential, now=now).ok:
             restored += 1
     return RecheckSummary(checked=checked, restored=restored)
+
+
+# ------------------------------------------------------------------------------ first run
+
+
+def first_steps_pending() -> list[str]:
+    """What a new install still lacks, in the order an operator adds it: "operator" (an
+    active staff user, for /admin and everyone's /stat), "api_key", "credential"."""
+    pending = []
+    if not User.objects.filter(is_staff=True, is_active=True).exists():
+        pending.append("operator")
+    if not ApiKey.objects.exists():
+        pending.append("api_key")
+    if not Credential.objects.exists():
+        pending.append("credential")
+    return pending
