@@ -43,8 +43,12 @@ def services(compose) -> dict:
 
 def settings_variables() -> set[str]:
     """Every environment variable config/settings.py reads, through its env_* helpers."""
-    return set(re.findall(r"env_(?:str|int|float|bool|time|url|list)\(\s*\"([A-Z0-9_]+)\"",
-                          _text("config/settings.py")))
+    return set(
+        re.findall(
+            r"env_(?:str|int|float|bool|time|url|list)\(\s*\"([A-Z0-9_]+)\"",
+            _text("config/settings.py"),
+        )
+    )
 
 
 def interpolated(value: str) -> set[str]:
@@ -162,9 +166,7 @@ def test_rotator_reaches_the_postgres_and_redis_services_compose_defines(service
     assert database.hostname == "postgres"
     assert database.username == postgres["POSTGRES_USER"]
     assert database.path == f"/{postgres['POSTGRES_DB']}"
-    assert interpolated(environment["DATABASE_URL"]) == interpolated(
-        postgres["POSTGRES_PASSWORD"]
-    )
+    assert interpolated(environment["DATABASE_URL"]) == interpolated(postgres["POSTGRES_PASSWORD"])
     assert urlsplit(environment["REDIS_URL"]).hostname == "redis"
     for required in ("SECRET_KEY", "ROTATOR_ENCRYPTION_KEY"):
         assert environment[required].startswith(f"${{{required}:?")
@@ -225,14 +227,16 @@ def test_web_has_the_images_healthcheck_and_it_passes_on_a_healthy_server(servic
 
 
 def test_the_healthcheck_fails_when_nothing_answers():
-    program, *arguments = image_healthcheck()
+    _, *arguments = image_healthcheck()
     arguments[-1] = arguments[-1].replace("127.0.0.1:8000", "127.0.0.1:9")
     result = subprocess.run([sys.executable, *arguments], capture_output=True, timeout=30)
     assert result.returncode != 0
 
 
 def test_every_service_the_readme_names_in_a_compose_command_exists(services):
-    named = re.findall(r"docker compose (?:exec|run --rm|logs|restart) ([a-z]+)", _text("README.md"))
+    named = re.findall(
+        r"docker compose (?:exec|run --rm|logs|restart) ([a-z]+)", _text("README.md")
+    )
     assert named
     assert set(named) <= set(services)
 

@@ -51,4 +51,3 @@ def test_one_native_request_logs_exactly_one_line(live, http, alice, logged):
         ),
     )
     assert [r.name for r in records] == ["rotator.request"], [r.getMessage() for r in records]
-
