@@ -328,3 +328,16 @@ def credentials_import_env(*, user: User, environ: Mapping[str, str]) -> ImportS
             except ValidationError as exc:
                 summary.errors.append(f"{name}: {'; '.join(exc.messages)}")
     return summary
+
+
+def first_steps_pending() -> list[str]:
+    """What a new install still lacks, in the order an operator adds it: "operator" (an
+    active staff user, for /admin and everyone's /stat), "api_key", "credential"."""
+    pending = []
+    if not User.objects.filter(is_staff=True, is_active=True).exists():
+        pending.append("operator")
+    if not ApiKey.objects.exists():
+        pending.append("api_key")
+    if not Credential.objects.exists():
+        pending.append("credential")
+    return pending
