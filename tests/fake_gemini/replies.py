@@ -24,6 +24,8 @@ SAFETY_RATINGS = [
 ]
 _OPENAI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
 
+from tests.fake_gemini.rules import signature_mint
+
 
 @dataclass(slots=True)
 class Reply:
@@ -113,6 +115,16 @@ def _outcome(reply: Reply, outcome: str) -> Reply:
         return Reply(prompt_tokens=reply.prompt_tokens, finish="MALFORMED_FUNCTION_CALL")
     if outcome == "no_finish":
         reply.finish = ""
+    if outcome == "thoughts_only":
+        # Thought summaries and nothing else: Gemini's "the model said nothing" that looks busy.
+        return Reply(prompt_tokens=reply.prompt_tokens, text="", thought=True)
+    if outcome == "signature_only":
+        # An empty text part carrying only a signature, as Gemini streams them on their own.
+        return Reply(
+            prompt_tokens=reply.prompt_tokens,
+            text="",
+            signature=reply.signature or signature_mint(backend="gemini-api"),
+        )
     return reply
 
 
