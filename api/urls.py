@@ -9,8 +9,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 
-from accounts import api
-from accounts.api_schema import DocsView, SchemaView, docs_asset
+from api import views as api
+from api.schema import DocsView, SchemaView, docs_asset
 
 
 @extend_schema(exclude=True)

@@ -18,12 +18,19 @@ from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 from rest_framework.views import APIView, exception_handler
 
-from accounts import api_selectors
-from accounts.api_auth import IsMasterKey, MasterKeyAuthentication
-from accounts.api_schema import ApiAutoSchema
-from accounts.compat import ConfigUpdated, config_update
+from accounts.compat import ConfigUpdated, api_key_by_secret, config_update
 from accounts.models import ApiKey, Credential
-from accounts.serializers import (
+from accounts.services import (
+    api_key_create,
+    api_key_revoke,
+    credential_add,
+    credential_check,
+    credentials_enable,
+)
+from api import selectors as api_selectors
+from api.auth import IsMasterKey, MasterKeyAuthentication
+from api.schema import ApiAutoSchema
+from api.serializers import (
     ID_MAX,
     POSITIVE_INT_MAX,
     ApiKeySerializer,
@@ -33,13 +40,6 @@ from accounts.serializers import (
     OAuthAccountField,
     RotatorKeyField,
     UserSerializer,
-)
-from accounts.services import (
-    api_key_create,
-    api_key_revoke,
-    credential_add,
-    credential_check,
-    credentials_enable,
 )
 from rotator import clock
 from rotator.errors import RotatorError
@@ -665,7 +665,7 @@ class ConfigRotateApi(ConfigApi):
         apiKey = RotatorKeyField(help_text="The user's key for this gateway.")
 
         def validate_apiKey(self, value: str) -> ApiKey:
-            api_key = api_selectors.api_key_by_secret(secret=value)
+            api_key = api_key_by_secret(secret=value)
             if api_key is None:
                 raise serializers.ValidationError("No user has this key.")
             return api_key
