@@ -42,22 +42,27 @@ SWAGGER_UI_FILES = frozenset(
 
 
 class ApiAutoSchema(AutoSchema):
-    """Names components and operations after the view classes: `CredentialCreateApi` gives
-    operation `credential_create` and components `CredentialCreateInput` / `...Output`, so the
-    nested `InputSerializer` / `OutputSerializer` of different views never collide."""
+    """Names components and operations after the views: `CredentialViewSet.CreateInput` gives
+    component `CredentialCreateInput`, the ViewSet's `check` action operation
+    `credentials_check`, `ConfigUpdateApi` operation `config_update`; so the nested
+    serializers of different views never collide."""
 
     def get_serializer_name(self, serializer: BaseSerializer[Any], direction: str) -> str:
         qualified = type(serializer).__qualname__
-        return qualified.replace("Api.", "").replace(".", "")
+        return qualified.replace("ViewSet.", "").replace("Api.", "").replace(".", "")
 
     def get_operation_id(self) -> str:
+        action = getattr(self.view, "action", None)
+        if action is not None:
+            return f"{getattr(self.view, 'basename', '')}_{action}"
         name = type(self.view).__name__.removesuffix("Api")
         return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
     def get_override_parameters(self) -> list[Any]:
-        # List views validate their query with a nested FilterSerializer; document it as-is.
+        # Lists validate their query with the view's nested FilterSerializer; document it as-is.
         filters = getattr(self.view, "FilterSerializer", None)
-        return [*super().get_override_parameters(), *([filters] if filters else [])]
+        listing = getattr(self.view, "action", "list") == "list"
+        return [*super().get_override_parameters(), *([filters] if filters and listing else [])]
 
     def get_tags(self) -> list[str]:
         parts = self.path.strip("/").split("/")
@@ -102,7 +107,10 @@ _API_ERRORS: dict[int, tuple[dict[str, Any], str]] = {
         "Invalid input: messages per field (or a detail, for a body that does not parse).",
     ),
     401: (ref("ApiError"), "No or wrong credentials."),
-    403: (ref("ApiError"), "Not an operator, or MASTER_API_KEY is not configured."),
+    403: (
+        ref("ApiError"),
+        "Lacks the operation's permission (docs/api.md), or MASTER_API_KEY is not configured.",
+    ),
     404: (ref("ApiError"), "No such object."),
 }
 _CONFIG_ERRORS = {
