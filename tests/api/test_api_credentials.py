@@ -103,9 +103,7 @@ def test_an_oauth_account_given_as_a_json_string_is_accepted(api, charlie):
 
 
 def test_the_same_refresh_token_again_updates_the_account(api, charlie):
-    api.post(
-        "/api/credentials/", {"user": charlie.user.id, "oauth": oauth_json()}, format="json"
-    )
+    api.post("/api/credentials/", {"user": charlie.user.id, "oauth": oauth_json()}, format="json")
     again = api.post(
         "/api/credentials/",
         {"user": charlie.user.id, "oauth": oauth_json(projectId="moved-project")},
@@ -222,9 +220,7 @@ def test_credentials_are_filtered_by_kind_status_enabled_and_search(api, alice, 
     Credential.objects.filter(id=bob.credentials[0].id).update(
         status=Credential.Status.INVALID, enabled=False, label="broken one"
     )
-    api.post(
-        "/api/credentials/", {"user": bob.user.id, "oauth": oauth_json()}, format="json"
-    )
+    api.post("/api/credentials/", {"user": bob.user.id, "oauth": oauth_json()}, format="json")
 
     def ids(**query: str) -> list[int]:
         return [row["id"] for row in api.get("/api/credentials/", query).json()["results"]]

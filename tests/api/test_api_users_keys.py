@@ -182,9 +182,7 @@ def test_a_bad_key_request_is_refused_field_by_field_and_nothing_is_created(
 
 
 def test_registering_a_secret_that_is_already_registered_is_a_400(api, alice, bob):
-    response = api.post(
-        "/api/keys/", {"user": bob.user.id, "secret": alice.key}, format="json"
-    )
+    response = api.post("/api/keys/", {"user": bob.user.id, "secret": alice.key}, format="json")
     assert response.status_code == 400
     assert "already registered" in str(response.json())
     assert alice.key not in response.content.decode()
