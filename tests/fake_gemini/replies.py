@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fake_gemini.rules import signature_mint
+
 THOUGHT_TEXT = "thinking..."
 JSON_REPLY = '{"answer": "fake"}'
 WEATHER_ARGS = {"city": "Paris"}
@@ -23,8 +25,6 @@ SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
 ]
 _OPENAI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
-
-from tests.fake_gemini.rules import signature_mint
 
 
 @dataclass(slots=True)
