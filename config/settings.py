@@ -10,6 +10,7 @@ import secrets
 import sys
 from datetime import time
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 
@@ -164,6 +165,7 @@ REDIS_URL = (
 )
 # Each test run (and each deployment sharing a Redis) gets its own namespace.
 STATE_KEY_PREFIX = env_str("STATE_KEY_PREFIX", "rotator")
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -173,7 +175,14 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # One process on the embedded default; the bound keeps its memory use flat (the oldest
+    # entries go first), and it also holds thought signatures (SIGNATURE_TTL_SECONDS).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": env_int("LOCAL_CACHE_MAX_ENTRIES", 20000, minimum=100)},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -241,6 +250,12 @@ RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECON
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3, minimum=1)
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_int("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
 MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
+# Gemini thought signatures of the tool calls Rotator hands out, kept in the cache (Redis on
+# the production profile, shared by every worker) for this long: an agent's next turn must
+# come back within it, or its calls get Google's skip value instead.
+SIGNATURE_TTL_SECONDS = env_int("SIGNATURE_TTL_SECONDS", 86400, minimum=60)
+# Larger signatures are not kept (they are a few KB in practice).
+SIGNATURE_MAX_BYTES = env_int("SIGNATURE_MAX_BYTES", 32768, minimum=1024)
 # How long a process trusts its cached copy of an API key before looking again. Revocations
 # reach every process at once regardless, through the pool version (rotator.pool).
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=0)

@@ -30,11 +30,15 @@ _locks: dict[int, asyncio.Lock] = {}
 _projects: dict[int, str] = {}
 
 # Models Code Assist serves to Gemini CLI accounts (it has no model list endpoint).
+# What gemini-cli offers in late 2026 (gemini-3-pro-preview was shut down on 2026-03-09).
 CODE_ASSIST_MODELS = (
+    ("gemini-3.1-pro-preview", "Gemini 3.1 Pro Preview"),
+    ("gemini-3-flash-preview", "Gemini 3 Flash Preview"),
+    ("gemini-3.5-flash", "Gemini 3.5 Flash"),
+    ("gemini-3.1-flash-lite", "Gemini 3.1 Flash-Lite"),
     ("gemini-2.5-pro", "Gemini 2.5 Pro"),
     ("gemini-2.5-flash", "Gemini 2.5 Flash"),
     ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite"),
-    ("gemini-3-pro-preview", "Gemini 3 Pro Preview"),
 )
 
 

@@ -7,7 +7,7 @@ request into an UpstreamCall and the answer back; adapters (rotator/adapters) re
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +33,12 @@ from rotator.context import RequestContext
 from rotator.counting import attempt_count
 from rotator.pool import CredentialView
 from rotator.respond import json_response, stream_response
+from rotator.signatures import (
+    call_ids_assign,
+    call_ids_prefix,
+    signatures_remember,
+    signatures_restore,
+)
 
 logger = logging.getLogger("rotator.request")
 
@@ -179,34 +185,34 @@ async def generate(
     stream: bool,
     state: Mapping[str, Any] | None = None,
     openai_path: str | None = None,
+    openai_document: dict[str, Any] | None = None,
     client_wants_usage: bool = False,
 ) -> HttpResponse | StreamingHttpResponse:
     """Serves one generate request in any dialect: the codec's pivot through the loop, the
-    answer back through the codec. `openai_path` offers the OpenAI-compatible shortcut (the
-    client's body as it is) to API-key credentials."""
+    answer back through the codec. `openai_path` and `openai_document` offer the
+    OpenAI-compatible shortcut (the client's body, as the codec prepared it) to API-key
+    credentials. Tool calls in the answer get short ids whose signatures are kept."""
     ctx.model = model
     pivot = _pivot_of(codec, body)
-    openai_body = b""
-    if openai_path is not None:
-        upstream_body = dict(body)
-        if stream and not client_wants_usage:
-            # Always ask for usage so the counters are right; the encoder hides it.
-            options = body.get("stream_options")
-            upstream_body["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
-        openai_body = orjson.dumps(upstream_body)
+    restored: list[dict[str, Any]] = []
+
+    async def pivot_body() -> dict[str, Any]:
+        if not restored:
+            restored.append(await signatures_restore(pivot().body))
+        return restored[0]
+
     call = UpstreamCall(
         method="streamGenerateContent" if stream else "generateContent",
         model=model,
-        pivot_body=lambda: pivot().body,
+        pivot_body=pivot_body,
         openai_path=openai_path,
-        openai_body=openai_body,
+        openai_body=orjson.dumps(openai_document) if openai_document is not None else b"",
+        openai_document=openai_document,
         stream=stream,
         client_wants_usage=client_wants_usage,
     )
     result = await forward(ctx, call=call)
+    ids_prefix = call_ids_prefix() if getattr(codec, "CALL_IDS", False) else None
 
     def meta(backend: str) -> ReplyMeta:
         # Only pivot answers are encoded, and their pivot has been built by then.
@@ -219,18 +225,25 @@ async def generate(
         )
 
     if isinstance(result, StreamStart):
-        encoder = result.encoder or codec.StreamEncoder(meta=meta(result.backend))
-        return stream_response(ctx, result, encoder=encoder, pivot=result.encoder is None)
+        if result.encoder is not None:
+            return stream_response(ctx, result, encoder=result.encoder, pivot=False)
+        encoder = codec.StreamEncoder(meta=meta(result.backend))
+        return stream_response(ctx, result, encoder=encoder, pivot=True, ids_prefix=ids_prefix)
     if result.client_body is not None:
         return json_response(ctx, result, result.client_body)
     assert result.document is not None
-    backend = (
-        code_assist.BACKEND
-        if ctx.credential and ctx.credential.is_oauth
-        else gemini_api_key.BACKEND
-    )
-    body_out = codec.response_from_pivot(result.document, meta=meta(backend))
+    if ids_prefix is not None:
+        found = call_ids_assign(result.document, prefix=ids_prefix)
+        await signatures_remember(found, backend=result.backend)
+    body_out = codec.response_from_pivot(result.document, meta=meta(result.backend))
     return json_response(ctx, result, orjson.dumps(body_out))
+
+
+def _ready(body: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def pivot_body() -> dict[str, Any]:
+        return body
+
+    return pivot_body
 
 
 async def native_call(
@@ -238,7 +251,7 @@ async def native_call(
 ) -> HttpResponse:
     """countTokens, embedContent and batchEmbedContents in Google's own shape."""
     ctx.model = model
-    call = UpstreamCall(method=method, model=model, pivot_body=lambda: body)
+    call = UpstreamCall(method=method, model=model, pivot_body=_ready(body))
     result = await forward(ctx, call=call, api_key_only=method in API_KEY_ONLY_METHODS)
     assert isinstance(result, Answer)
     document = result.document if result.document is not None else {}
@@ -253,7 +266,7 @@ async def openai_embeddings(
     call = UpstreamCall(
         method="embedContent",
         model=model,
-        pivot_body=lambda: body,
+        pivot_body=_ready(body),
         openai_path="embeddings",
         openai_body=orjson.dumps(body),
     )

@@ -13,6 +13,7 @@ from rotator.adapters.base import Answer, StreamEncoder, StreamStart
 from rotator.adapters.http import STREAM_ERRORS, InBandError, transport_verdict
 from rotator.context import RequestContext, request_log
 from rotator.counting import attempt_count
+from rotator.signatures import call_ids_assign, signatures_remember
 
 
 def json_response(ctx: RequestContext, answer: Answer, body: bytes) -> HttpResponse:
@@ -50,7 +51,12 @@ class _DocumentFeed:
 
 
 def stream_response(
-    ctx: RequestContext, start: StreamStart, *, encoder: Any, pivot: bool
+    ctx: RequestContext,
+    start: StreamStart,
+    *,
+    encoder: Any,
+    pivot: bool,
+    ids_prefix: str | None = None,
 ) -> StreamingHttpResponse:
     """Relays a held stream: one client write per upstream read; an upstream failure after the
     first byte ends the stream with the dialect's error event and is reported to the pool; the
@@ -59,6 +65,7 @@ def stream_response(
     assert credential is not None
     relay: StreamEncoder = _DocumentFeed(encoder) if pivot else encoder
     usage: list[tuple[int, int, int] | None] = [None]
+    signed: list[tuple[str, str]] = []
 
     def relay_batch(batch: list[Any]) -> bytes:
         out = []
@@ -66,13 +73,22 @@ def stream_response(
             found = start.usage_of(event)
             if found is not None:
                 usage[0] = found
+            if ids_prefix is not None:
+                signed.extend(call_ids_assign(event[1], prefix=ids_prefix))
             out.append(relay.feed(event))
         return b"".join(out)
+
+    async def signatures_kept() -> None:
+        # Before the bytes that carry the calls leave: the client's next turn may come at once.
+        if signed:
+            await signatures_remember(signed, backend=start.backend)
+            signed.clear()
 
     async def body() -> AsyncIterator[bytes]:
         outcome = "cancelled"
         try:
             head = relay_batch(start.head)
+            await signatures_kept()
             if head:
                 yield head
             while True:
@@ -98,6 +114,7 @@ def stream_response(
                     )
                     return
                 chunk = relay_batch(batch)
+                await signatures_kept()
                 if chunk:
                     yield chunk
             tail = relay.finish()

@@ -202,14 +202,24 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
     ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object.", param="stream_options")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be a boolean.", param="stream")
+    client_wants_usage = bool(options and options.get("include_usage"))
+    body = {**body, "model": model}
     return await pipeline.generate(
         ctx,
         codec=openai_chat,
-        body={**body, "model": model},
+        body=body,
         model=model,
-        stream=bool(body.get("stream", False)),
+        stream=stream,
         openai_path="chat/completions",
-        client_wants_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+        openai_document=openai_chat.passthrough_body(
+            body, model=model, stream=stream, client_wants_usage=client_wants_usage
+        ),
+        client_wants_usage=client_wants_usage,
     )
 
 

@@ -309,7 +309,7 @@ def test_pyproject_installs_a_rotator_command_from_the_apps_packages(pyproject):
     listed = set(pyproject["tool"]["setuptools"]["packages"])
     on_disk = {
         str(init.parent.relative_to(ROOT)).replace("/", ".")
-        for app in ("config", "accounts", "rotator", "stats")
+        for app in ("config", "common", "accounts", "rotator", "stats", "api")
         for init in (ROOT / app).rglob("__init__.py")
     }
     # Every package is listed (a forgotten migrations package would install a broken app),

@@ -1,6 +1,6 @@
 """The values that pass between the loop and the adapters."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,12 +19,14 @@ class UpstreamCall:
     # batchEmbedContents.
     method: str
     model: str
-    # The native request body, built on first use (an API-key shortcut may never need it).
-    pivot_body: Callable[[], dict[str, Any]]
+    # The native request body, built on first use (an API-key shortcut may never need it),
+    # with the stored thought signatures of Rotator's call ids put back.
+    pivot_body: Callable[[], Awaitable[dict[str, Any]]]
     # The OpenAI-compatible shortcut: the client's own body for Google's OpenAI endpoint at
     # this path ("chat/completions", "embeddings"), or None when the call must be translated.
     openai_path: str | None = None
     openai_body: bytes = b""
+    openai_document: dict[str, Any] | None = None
     stream: bool = False
     client_wants_usage: bool = False
 
@@ -45,6 +47,8 @@ class Answer:
     usage: tuple[int, int, int] | None
     # Bytes already in the client's dialect (the OpenAI-compatible shortcut).
     client_body: bytes | None = None
+    # The backend that produced it (signatures are kept with it).
+    backend: str = ""
 
 
 class StreamEncoder(Protocol):

@@ -26,8 +26,8 @@ def _url(method: str, *, sse: bool = False) -> str:
     return f"{settings.CODE_ASSIST_UPSTREAM_URL}:{method}{suffix}"
 
 
-def _envelope(call: UpstreamCall, project: str) -> bytes:
-    body = call.pivot_body()
+async def _envelope(call: UpstreamCall, project: str) -> bytes:
+    body = await call.pivot_body()
     if call.method == "countTokens":
         # Code Assist counts contents only: no system instruction, tools or config.
         inner = body.get("generateContentRequest")
@@ -65,7 +65,7 @@ class CodeAssistAdapter:
         if isinstance(project, Verdict):
             return Failure(project, None)
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        content = _envelope(call, project)
+        content = await _envelope(call, project)
         if call.stream:
             return await stream_open(
                 ctx,
@@ -82,7 +82,7 @@ class CodeAssistAdapter:
         )
         if isinstance(result, Failure):
             return result
-        return pivot_answer(call.method, result)
+        return pivot_answer(call.method, result, backend=BACKEND)
 
 
 adapter = CodeAssistAdapter()

@@ -22,7 +22,7 @@ def _url(model: str, method: str, *, sse: bool = False) -> str:
     return f"{settings.GEMINI_UPSTREAM_URL}/models/{model}:{method}{suffix}"
 
 
-def pivot_answer(method: str, body: bytes) -> Failure | Answer:
+def pivot_answer(method: str, body: bytes, *, backend: str) -> Failure | Answer:
     """The Answer for a native 200 body (unwrapped), or the Failure of one that has no content
     or is not JSON; only generate methods can be empty."""
     try:
@@ -37,7 +37,7 @@ def pivot_answer(method: str, body: bytes) -> Failure | Answer:
         verdict = success_body_classify(body=document)
         if verdict.outcome is not Outcome.OK:
             return Failure(verdict, 200)
-    return Answer(document=document, usage=gemini_usage(document))
+    return Answer(document=document, usage=gemini_usage(document), backend=backend)
 
 
 def pivot_event(credential: CredentialView) -> Any:
@@ -64,7 +64,7 @@ class GeminiApiKeyAdapter:
         self, ctx: RequestContext, credential: CredentialView, call: UpstreamCall
     ) -> Failure | Answer | StreamStart:
         headers = {"x-goog-api-key": credential.secret(), "content-type": "application/json"}
-        body = call.pivot_body()
+        body = await call.pivot_body()
         if call.method in GENERATE_METHODS:
             body = signatures_fit(body, backend=BACKEND, model=call.model)
         content = orjson.dumps(body)
@@ -84,7 +84,7 @@ class GeminiApiKeyAdapter:
         )
         if isinstance(result, Failure):
             return result
-        return pivot_answer(call.method, result)
+        return pivot_answer(call.method, result, backend=BACKEND)
 
 
 adapter = GeminiApiKeyAdapter()

@@ -15,6 +15,7 @@ from rotator.adapters.http import json_call, stream_open
 from rotator.classify import Outcome, Verdict, success_body_classify
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
+from rotator.signatures import openai_signatures_fit
 from rotator.usage_counts import openai_usage
 
 BACKEND = "gemini_api"
@@ -83,13 +84,20 @@ class OpenAiCompatAdapter:
             "content-type": "application/json",
         }
         url = f"{settings.OPENAI_UPSTREAM_URL}/{call.openai_path}"
+        content = call.openai_body
+        if call.openai_document is not None and b'"tool_calls"' in content:
+            # Gemini 3 refuses a history whose calls lost their signatures (clients drop
+            # extra_content and rewrite ids): put them back, or the skip value.
+            fitted = await openai_signatures_fit(call.openai_document, model=call.model)
+            if fitted is not call.openai_document:
+                content = orjson.dumps(fitted)
         if call.stream:
             start = await stream_open(
                 ctx,
                 credential,
                 url=url,
                 headers=headers,
-                content=call.openai_body,
+                content=content,
                 decode=_decode,
                 usage_of=_event_usage,
                 backend=BACKEND,
@@ -97,9 +105,7 @@ class OpenAiCompatAdapter:
             if isinstance(start, StreamStart):
                 start.encoder = OpenAiPassthroughEncoder(client_wants_usage=call.client_wants_usage)
             return start
-        result = await json_call(
-            ctx, credential, url=url, headers=headers, content=call.openai_body
-        )
+        result = await json_call(ctx, credential, url=url, headers=headers, content=content)
         if isinstance(result, Failure):
             return result
         try:
@@ -114,7 +120,9 @@ class OpenAiCompatAdapter:
             )
             if verdict.outcome is not Outcome.OK:
                 return Failure(verdict, 200)
-        return Answer(document=None, usage=openai_usage(document), client_body=result)
+        return Answer(
+            document=None, usage=openai_usage(document), client_body=result, backend=BACKEND
+        )
 
 
 adapter = OpenAiCompatAdapter()

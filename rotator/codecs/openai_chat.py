@@ -22,10 +22,6 @@ from rotator.codecs.shared import EFFORTS
 
 NAME = "openai_chat"
 
-# Tool call ids handed out by Rotator carry Gemini's thought signature after this marker. Most
-# OpenAI clients keep a tool call's id but drop fields they do not know (such as extra_content),
-# and Gemini 3 answers 400 when a function call of the current turn comes back unsigned.
-_SIGNATURE_MARKER = "__thought__"
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -346,11 +342,16 @@ def _assistant_call_parts(
                 "args": _arguments(
                     function.get("arguments"), param=f"{call_where}.function.arguments"
                 ),
+                # Gemini accepts a client's ids; the pipeline finds the call's signature by it.
+                "id": call_id,
             }
         }
-        signature = _signature_of(call, call_id=call_id)
+        signature = _signature_of(call)
         if signature is not None:
+            # Only Google's own OpenAI endpoint sends signatures this way (Rotator's ids are
+            # looked up in its store, which overrides this).
             part["thoughtSignature"] = signature
+            part[shared.SIGNATURE_BACKEND_KEY] = "gemini_api"
         parts.append(part)
         call_names[call_id] = name
     function_call = message.get("function_call")
@@ -364,15 +365,13 @@ def _assistant_call_parts(
     return parts
 
 
-def _signature_of(call: Mapping[str, Any], *, call_id: str) -> str | None:
-    """Return the Gemini thought signature a client sent back with a tool call, if any."""
+def _signature_of(call: Mapping[str, Any]) -> str | None:
+    """Return the Gemini thought signature a client sent back in a tool call's
+    extra_content (Google's OpenAI-compatible shape), if any."""
     extra = call.get("extra_content")
     google = extra.get("google") if isinstance(extra, Mapping) else None
     signature = google.get("thought_signature") if isinstance(google, Mapping) else None
-    if isinstance(signature, str) and signature:
-        return signature
-    encoded = call_id.partition(_SIGNATURE_MARKER)[2]
-    return encoded or None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _function_name(value: Any, *, param: str) -> str:
@@ -782,7 +781,7 @@ def _candidate_index(candidate: Mapping[str, Any], position: int) -> int:
 
 def _candidate_items(candidate: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Return a candidate's parts in order as ("content" | "reasoning_content", text) or
-    ("tool_call", (name, args, signature)). Other parts (inline images, code execution) have no
+    ("tool_call", (name, args, signature, id)). Other parts (inline images, code execution) have no
     place in an OpenAI chat message and are skipped, as are Gemini's empty signature-only parts.
     """
     items: list[tuple[str, Any]] = []
@@ -795,6 +794,7 @@ def _candidate_items(candidate: Mapping[str, Any]) -> list[tuple[str, Any]]:
             signature = part.get("thoughtSignature")
             name = call.get("name")
             args = call.get("args")
+            call_id = call.get("id")
             items.append(
                 (
                     "tool_call",
@@ -802,6 +802,7 @@ def _candidate_items(candidate: Mapping[str, Any]) -> list[tuple[str, Any]]:
                         name if isinstance(name, str) else "",
                         args if isinstance(args, Mapping) else {},
                         signature if isinstance(signature, str) and signature else None,
+                        call_id if isinstance(call_id, str) and call_id else None,
                     ),
                 )
             )
@@ -811,16 +812,18 @@ def _candidate_items(candidate: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _tool_call(
-    call: tuple[str, Mapping[str, Any], str | None],
+    call: tuple[str, Mapping[str, Any], str | None, str | None],
     completion_id: str,
     choice_index: int,
     call_index: int,
 ) -> dict[str, Any]:
-    name, args, signature = call
-    suffix = re.sub(r"[^A-Za-z0-9]", "", completion_id.removeprefix("chatcmpl-"))
-    call_id = f"call_{suffix}_{choice_index}_{call_index}"
+    name, args, signature, given_id = call
+    # The pipeline gives every call a short, plain id and keeps its signature server-side;
+    # this fallback (also short and plain) serves callers without a pipeline.
+    suffix = re.sub(r"[^A-Za-z0-9]", "", completion_id.removeprefix("chatcmpl-"))[:24]
+    call_id = given_id or f"call_{suffix}_{choice_index}_{call_index}"
     tool_call: dict[str, Any] = {
-        "id": call_id if signature is None else f"{call_id}{_SIGNATURE_MARKER}{signature}",
+        "id": call_id,
         "type": "function",
         "function": {
             "name": name,
@@ -1004,15 +1007,36 @@ class ChatStreamTranslator:
 # --- codec -------------------------------------------------------------------------------------
 
 
+# The pipeline gives the calls of this dialect's answers short ids and keeps their
+# signatures server-side (rotator.signatures).
+CALL_IDS = True
+
+
 def request_to_pivot(body: Mapping[str, Any]) -> PivotRequest:
     """Returns the pivot of a chat completion request; raises CodecError naming the field."""
     translated = chat_request_to_gemini(body)
     return PivotRequest(
         model=translated.model,
-        body=translated.request,
+        body=shared.request_fit_for_model(translated.request, model=translated.model),
         stream=translated.stream,
         state={"include_usage": translated.include_usage},
     )
+
+
+def passthrough_body(
+    body: Mapping[str, Any], *, model: str, stream: bool, client_wants_usage: bool
+) -> dict[str, Any]:
+    """The body for Google's OpenAI-compatible endpoint (the API-key shortcut): the client's
+    own, less what Google refuses for the model, and asking for usage on a stream always (the
+    counters need it; the passthrough encoder hides it from clients that did not ask)."""
+    upstream = shared.openai_body_fit_for_model(dict(body), model=model)
+    if stream and not client_wants_usage:
+        options = body.get("stream_options")
+        upstream["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    return upstream
 
 
 def response_from_pivot(response: Mapping[str, Any], *, meta: ReplyMeta) -> dict[str, Any]:

@@ -170,3 +170,49 @@ def signed_part(part: dict[str, Any], token: Any) -> dict[str, Any]:
         return part
     signature, backend = opened
     return {**part, "thoughtSignature": signature, SIGNATURE_BACKEND_KEY: backend}
+
+
+def request_fit_for_model(request: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """Drops what Google refuses for `model`'s family from a pivot request the codec built
+    (changed in place and returned): non-zero presence/frequency penalties on 2.5 and later
+    ("Penalty is not enabled"), and JSON mode together with function declarations on 2.x
+    ("Function calling with a response mime type ... is unsupported") — there the tools win,
+    since an agent's loop depends on them and the answer is still asked for in the prompt."""
+    config = request.get("generationConfig")
+    if not isinstance(config, dict):
+        return request
+    major = gemini_major_version(model)
+    minor_25 = model.startswith("gemini-2.5")
+    if (major is not None and major >= 3) or minor_25:
+        config.pop("presencePenalty", None)
+        config.pop("frequencyPenalty", None)
+    has_functions = any(
+        isinstance(tool, dict) and tool.get("functionDeclarations")
+        for tool in request.get("tools") or []
+    )
+    if has_functions and major == 2 and config.get("responseMimeType") == "application/json":
+        for key in ("responseMimeType", "responseSchema", "responseJsonSchema"):
+            config.pop(key, None)
+    if not config:
+        request.pop("generationConfig")
+    return request
+
+
+def openai_body_fit_for_model(body: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """The same rules for a chat body sent to Google's OpenAI-compatible endpoint: returns
+    `body` itself when nothing must go, else a copy without it."""
+    major = gemini_major_version(model)
+    drop: set[str] = set()
+    if (major is not None and major >= 3) or model.startswith("gemini-2.5"):
+        drop |= {key for key in ("presence_penalty", "frequency_penalty") if key in body}
+    format_ = body.get("response_format")
+    if (
+        major == 2
+        and body.get("tools")
+        and isinstance(format_, dict)
+        and format_.get("type") in ("json_object", "json_schema")
+    ):
+        drop.add("response_format")
+    if not drop:
+        return body
+    return {key: value for key, value in body.items() if key not in drop}

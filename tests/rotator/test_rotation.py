@@ -319,6 +319,7 @@ def test_the_hot_path_makes_no_query_on_a_warm_cache_with_redis(
             model=CHAT["model"],
             stream=False,
             openai_path="chat/completions",
+            openai_document=dict(CHAT),
         )
         await upstream_clients_close()
         return response.status_code

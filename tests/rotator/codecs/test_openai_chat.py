@@ -415,11 +415,19 @@ REQUEST_ROWS = [
                 HI_CONTENT,
                 {
                     "role": "model",
-                    "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+                    "parts": [
+                        {
+                            "functionCall": {
+                                "name": "get_weather",
+                                "args": {"city": "Paris"},
+                                "id": "call_1",
+                            }
+                        }
+                    ],
                 },
             ]
         },
-        id="assistant tool_calls become functionCall parts with parsed arguments",
+        id="assistant tool_calls become functionCall parts with parsed arguments and their id",
     ),
     pytest.param(
         {
@@ -429,7 +437,10 @@ REQUEST_ROWS = [
         {
             "contents": [
                 HI_CONTENT,
-                {"role": "model", "parts": [{"functionCall": {"name": "now", "args": {}}}]},
+                {
+                    "role": "model",
+                    "parts": [{"functionCall": {"name": "now", "args": {}, "id": "call_1"}}],
+                },
             ]
         },
         id="empty tool call arguments are an empty object",
@@ -446,14 +457,17 @@ REQUEST_ROWS = [
                     "role": "model",
                     "parts": [
                         {
-                            "functionCall": {"name": "now", "args": {}},
-                            "thoughtSignature": "c2lnbmF0dXJl",
+                            "functionCall": {
+                                "name": "now",
+                                "args": {},
+                                "id": "call_x_0_0__thought__c2lnbmF0dXJl",
+                            }
                         }
                     ],
                 },
             ]
         },
-        id="a thought signature encoded in a Rotator tool call id goes back as thoughtSignature",
+        id="an id is only an id: signatures come from Rotator's store, never from the id",
     ),
     pytest.param(
         {
@@ -479,12 +493,17 @@ REQUEST_ROWS = [
                 {
                     "role": "model",
                     "parts": [
-                        {"functionCall": {"name": "now", "args": {}}, "thoughtSignature": "U0lH"}
+                        {
+                            "functionCall": {"name": "now", "args": {}, "id": "call_plain"},
+                            "thoughtSignature": "U0lH",
+                            # Only Google's OpenAI endpoint (the Gemini API) sends them this way.
+                            "rotatorSignatureBackend": "gemini_api",
+                        }
                     ],
                 },
             ]
         },
-        id="a thought signature in extra_content goes back as thoughtSignature",
+        id="a thought signature in extra_content goes back as thoughtSignature of the Gemini API",
     ),
     pytest.param(
         {
@@ -500,7 +519,15 @@ REQUEST_ROWS = [
                 HI_CONTENT,
                 {
                     "role": "model",
-                    "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+                    "parts": [
+                        {
+                            "functionCall": {
+                                "name": "get_weather",
+                                "args": {"city": "Paris"},
+                                "id": "call_1",
+                            }
+                        }
+                    ],
                 },
                 {
                     "role": "user",
@@ -533,7 +560,12 @@ REQUEST_ROWS = [
         {
             "contents": [
                 HI_CONTENT,
-                {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
+                {
+                    "role": "model",
+                    "parts": [
+                        {"functionCall": {"name": "get_weather", "args": {}, "id": "call_1"}}
+                    ],
+                },
                 {
                     "role": "user",
                     "parts": [
@@ -561,7 +593,12 @@ REQUEST_ROWS = [
         {
             "contents": [
                 HI_CONTENT,
-                {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
+                {
+                    "role": "model",
+                    "parts": [
+                        {"functionCall": {"name": "get_weather", "args": {}, "id": "call_1"}}
+                    ],
+                },
                 {
                     "role": "user",
                     "parts": [
@@ -596,8 +633,20 @@ REQUEST_ROWS = [
                 {
                     "role": "model",
                     "parts": [
-                        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
-                        {"functionCall": {"name": "get_time", "args": {"zone": "CET"}}},
+                        {
+                            "functionCall": {
+                                "name": "get_weather",
+                                "args": {"city": "Paris"},
+                                "id": "call_a",
+                            }
+                        },
+                        {
+                            "functionCall": {
+                                "name": "get_time",
+                                "args": {"zone": "CET"},
+                                "id": "call_b",
+                            }
+                        },
                     ],
                 },
                 {
@@ -1307,7 +1356,8 @@ def test_translation_error_is_a_value_error_carrying_message_and_param() -> None
 
 # --- response rules -------------------------------------------------------------------------------
 
-SIGNED_CALL_ID = "call_abc123_0_0__thought__U0lHTg=="
+# Ids are short and plain whatever the signature (the pipeline keeps signatures server-side).
+SIGNED_CALL_ID = "call_abc123_0_0"
 
 RESPONSE_ROWS = [
     pytest.param(
@@ -1364,7 +1414,7 @@ RESPONSE_ROWS = [
             ],
         },
         "tool_calls",
-        id="a thought signature on a functionCall is kept in extra_content and in the id",
+        id="a thought signature on a functionCall is kept in extra_content, never in the id",
     ),
     pytest.param(
         {"candidates": [candidate({"text": "cut"}, finish="MAX_TOKENS")]},
@@ -1816,7 +1866,15 @@ def test_a_full_tool_round_trip_names_the_function_in_the_function_response() ->
     assert second["contents"][1:] == [
         {
             "role": "model",
-            "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+            "parts": [
+                {
+                    "functionCall": {
+                        "name": "get_weather",
+                        "args": {"city": "Paris"},
+                        "id": tool_call["id"],
+                    }
+                }
+            ],
         },
         {
             "role": "user",
@@ -1830,50 +1888,6 @@ def test_a_full_tool_round_trip_names_the_function_in_the_function_response() ->
             ],
         },
     ]
-
-
-def _client_keeping_only_the_id(tool_call: dict[str, Any]) -> dict[str, Any]:
-    return {key: tool_call[key] for key in ("id", "type", "function")}
-
-
-def _client_keeping_extra_content_with_its_own_id(tool_call: dict[str, Any]) -> dict[str, Any]:
-    return {**tool_call, "id": "call_renamed_by_client"}
-
-
-@pytest.mark.parametrize(
-    "client",
-    [_client_keeping_only_the_id, _client_keeping_extra_content_with_its_own_id],
-    ids=["a client keeping only the id", "a client keeping extra_content but not our id"],
-)
-def test_a_thought_signature_survives_the_round_trip(client: Any) -> None:
-    answer = chat(
-        {
-            "candidates": [
-                candidate(
-                    {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "Zmlyc3Q="},
-                    {"functionCall": {"name": "b", "args": {}}},
-                )
-            ]
-        }
-    )
-    calls = [client(call) for call in answer["choices"][0]["message"]["tool_calls"]]
-    body = {
-        "model": "gemini-3-pro-preview",
-        "messages": [
-            HI,
-            {"role": "assistant", "content": None, "tool_calls": calls},
-            *({"role": "tool", "tool_call_id": call["id"], "content": "ok"} for call in calls),
-        ],
-    }
-    model_turn = chat_request_to_gemini(body).request["contents"][1]
-    # Gemini signs only the first of parallel calls and wants it back exactly there.
-    assert model_turn == {
-        "role": "model",
-        "parts": [
-            {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "Zmlyc3Q="},
-            {"functionCall": {"name": "b", "args": {}}},
-        ],
-    }
 
 
 # --- properties -----------------------------------------------------------------------------------
