@@ -133,3 +133,8 @@ def signed_part(part: dict[str, Any], token: Any) -> dict[str, Any]:
         return part
     signature, backend = opened
     return {**part, "thoughtSignature": signature, SIGNATURE_BACKEND_KEY: backend}
+
+
+def gemini_major_version(model: str) -> int | None:
+    """Returns the major version of a Gemini model id (3 for gemini-3.1-pro), None for others."""
+    return translate.gemini_major_version(model)
