@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -816,3 +816,42 @@ def error_body(error: RotatorError) -> dict[str, Any]:
     if overflow is not None:
         message = f"prompt is too long: {overflow.group(1)} tokens > {overflow.group(2)} maximum"
     return {"type": "error", "error": {"type": _error_type(error.status), "message": message}}
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+def model_info(native: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns Anthropic's model object for a native Gemini model description."""
+    model_id = str(native.get("name", "")).removeprefix("models/")
+    display_name = native.get("displayName")
+    info: dict[str, Any] = {
+        "type": "model",
+        "id": model_id,
+        "display_name": display_name
+        if isinstance(display_name, str) and display_name
+        else model_id,
+        # Google publishes no release date; Anthropic documents the epoch for an unknown one.
+        "created_at": "1970-01-01T00:00:00Z",
+        "lifecycle": "active",
+    }
+    for key, gemini_key in (
+        ("max_input_tokens", "inputTokenLimit"),
+        ("max_tokens", "outputTokenLimit"),
+    ):
+        limit = native.get(gemini_key)
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            info[key] = limit
+    return info
+
+
+def models_page(natives: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Returns Anthropic's model list: every model on one page (has_more false), so that
+    clients paging with after_id stop after it."""
+    data = [model_info(native) for native in natives]
+    return {
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
