@@ -43,6 +43,7 @@ from .replies import (
     openai_chunks,
     openai_completion,
     openai_reply,
+    signature_for,
     words,
 )
 from .state import OAuthAccount, RecordedRequest
@@ -381,6 +382,8 @@ async def _generate(
         outcome=plan.outcome,
     )
     response_id = secrets.token_urlsafe(16)
+    if reply.function_call is not None and model.startswith("gemini-3"):
+        reply.signature = signature_for(model, response_id)
     if not stream:
         data = native_response(reply, model=model, response_id=response_id)
         return await exchange.send(wrap(data) if wrap else data, pretty=True, plan=plan)

@@ -5,6 +5,7 @@ words in every text part of the request (at least 1), the candidate count the wo
 reply. A function call counts the words of its JSON form.
 """
 
+import base64
 import functools
 import hashlib
 import json
@@ -33,6 +34,8 @@ class Reply:
     # Gemini's finishReason; the OpenAI renderer maps it.
     finish: str = "STOP"
     empty: bool = False
+    # Gemini 3 signs the (first) function call of an answer; base64, as Google's are.
+    signature: str | None = None
 
     @property
     def candidate_tokens(self) -> int:
@@ -135,6 +138,11 @@ def native_reply(request: dict[str, Any], *, number: int, min_words: int, outcom
     return _outcome(reply, outcome)
 
 
+def signature_for(model: str, response_id: str) -> str:
+    """Return the thought signature the fake puts on a Gemini 3 function call."""
+    return base64.b64encode(f"fake-signature:{model}:{response_id}".encode()).decode()
+
+
 def _native_first_function(tools: Any) -> str | None:
     for tool in _dicts(tools):
         declarations = tool.get("functionDeclarations", tool.get("function_declarations"))
@@ -172,7 +180,10 @@ def _native_parts(reply: Reply, text: str | None) -> list[dict[str, Any]]:
     if reply.thought:
         parts.append({"text": THOUGHT_TEXT, "thought": True})
     if reply.function_call is not None:
-        parts.append({"functionCall": reply.function_call})
+        call: dict[str, Any] = {"functionCall": reply.function_call}
+        if reply.signature is not None:
+            call["thoughtSignature"] = reply.signature
+        parts.append(call)
     elif text is not None:
         parts.append({"text": text})
     return parts

@@ -1,5 +1,6 @@
 """The Anthropic Messages surface (/v1/messages), driven by the official anthropic SDK."""
 
+import base64
 import json
 from pathlib import Path
 
@@ -239,3 +240,63 @@ def test_a_mixed_pool_serves_messages_from_both_kinds(live, db, fake_gemini):
         assert claude.messages.create(model=MODEL, max_tokens=64, messages=HELLO).content
     dialects = {r.dialect for r in fake_gemini.requests if r.model}
     assert dialects == {"gemini", "code_assist"}
+
+
+def _weather_then_answer(claude: anthropic.Anthropic, *, stream: bool) -> anthropic.types.Message:
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    request = {
+        "model": "gemini-3-pro-preview",
+        "max_tokens": 1024,
+        "tools": [WEATHER_TOOL],
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
+    if stream:
+        with claude.messages.stream(**request, messages=[question]) as streamed:
+            first = streamed.get_final_message()
+    else:
+        first = claude.messages.create(**request, messages=[question])
+    [call] = [block for block in first.content if block.type == "tool_use"]
+    claude.messages.create(
+        **request,
+        messages=[
+            question,
+            {"role": "assistant", "content": first.content},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}],
+            },
+        ],
+    )
+    return first
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_gemini_3_signature_comes_back_on_the_call_it_signed(claude, fake_gemini, stream):
+    first = _weather_then_answer(claude, stream=stream)
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
+    assert first.content[0].thinking == THOUGHT_TEXT
+    # The client holds a sealed token, never Google's signature itself.
+    token = first.content[0].signature
+    second = [r for r in fake_gemini.requests if r.model][-1].body
+    model_turn = second.get("request", second)["contents"][1]["parts"]
+    # Only the signature went back (the thought summary did not), on the call Gemini signed.
+    [signed] = model_turn
+    assert signed["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"}}
+    assert base64.b64decode(signed["thoughtSignature"]).startswith(
+        b"fake-signature:gemini-3-pro-preview:"
+    )
+    assert "rotatorSignatureBackend" not in signed
+    assert token != signed["thoughtSignature"]
+
+
+def test_a_signature_from_one_backend_is_not_sent_to_the_other(live, db, fake_gemini):
+    mixed = oauth_persona("mika", fake_gemini, api_keys=1, project_id="mika-project")
+    claude = anthropic.Anthropic(base_url=live, api_key=mixed.key, max_retries=0)
+    _weather_then_answer(claude, stream=False)
+    first, second = [r for r in fake_gemini.requests if r.model]
+    # Round robin over one API key and one OAuth account: the turns went to both backends.
+    assert {first.dialect, second.dialect} == {"gemini", "code_assist"}
+    sent = second.body.get("request", second.body)
+    [call] = sent["contents"][1]["parts"]
+    # The other backend refuses a foreign signature; Google's skip value keeps the turn valid.
+    assert call["thoughtSignature"] == "skip_thought_signature_validator"
