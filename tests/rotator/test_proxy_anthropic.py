@@ -300,3 +300,31 @@ def test_a_signature_from_one_backend_is_not_sent_to_the_other(live, db, fake_ge
     [call] = sent["contents"][1]["parts"]
     # The other backend refuses a foreign signature; Google's skip value keeps the turn valid.
     assert call["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+def test_upstreams_own_400_reaches_the_client_in_anthropics_shape(live, alice, fake_gemini):
+    for secret in alice.upstream_keys:
+        fake_gemini.behave(secret, "bad_request")
+    claude = anthropic.Anthropic(base_url=live, api_key=alice.key, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert refused.value.body["type"] == "error"
+    assert refused.value.body["error"]["type"] == "invalid_request_error"
+    assert "fake_field" in refused.value.body["error"]["message"]
+
+
+def test_a_stream_cut_upstream_ends_with_an_error_event_the_sdk_raises(live, alice, fake_gemini):
+    for secret in alice.upstream_keys:
+        fake_gemini.behave(secret, "cut_stream", after=2)
+    claude = anthropic.Anthropic(base_url=live, api_key=alice.key, max_retries=0)
+    received = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as failed,
+        claude.messages.stream(model=MODEL, max_tokens=256, messages=HELLO) as stream,
+    ):
+        for event in stream:
+            received.append(event.type)
+    # The partial answer came through, then the error; nothing claims the message finished.
+    assert received[0] == "message_start" and "message_stop" not in received
+    assert failed.value.body["error"]["type"] == "api_error"
+    assert failed.value.body["error"]["message"].startswith("The upstream stream")
