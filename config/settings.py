@@ -81,6 +81,8 @@ INSTALLED_APPS = [
     "accounts",
     "rotator",
     "stats",
+    # The Face: the management API over all three.
+    "api",
 ]
 
 # Browser-facing pages (admin, /stat, /api) get the full chain. The proxy routes are served
@@ -311,11 +313,11 @@ CELERY_BEAT_SCHEDULE = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.api_auth.MasterKeyAuthentication",
+        "api.auth.MasterKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.api_auth.IsOperator"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.ModelPermission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -333,7 +335,7 @@ SPECTACULAR_SETTINGS = {
     # Adds the proxy routes (plain async views) and the error shapes to the schema.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "accounts.api_schema.schema_complete",
+        "api.schema.schema_complete",
     ],
 }
 
@@ -344,6 +346,7 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}"
     )
+_HTTP_CLIENT_LOG_LEVEL = "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -353,6 +356,12 @@ LOGGING = {
     "loggers": {
         # Django logs 4xx responses as warnings; the request log line already covers them.
         "django.request": {"level": "ERROR"},
+        # The HTTP client libraries log every upstream call at INFO ("HTTP Request: POST ..."),
+        # a second line per request beside rotator.request's, and one carrying upstream URLs.
+        # Their warnings and errors still show, and LOG_LEVEL=DEBUG brings everything back.
+        "httpx": {"level": _HTTP_CLIENT_LOG_LEVEL},
+        "httpcore": {"level": _HTTP_CLIENT_LOG_LEVEL},
+        "aiohttp": {"level": _HTTP_CLIENT_LOG_LEVEL},
     },
 }
 

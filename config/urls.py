@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from config.views import landing
 from rotator import views
 
 proxy_patterns = [
@@ -25,9 +26,10 @@ proxy_patterns = [
 
 urlpatterns = [
     *proxy_patterns,
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("", include("stats.urls")),
-    path("", include("accounts.urls")),
+    path("", include("api.urls")),
     # Anything else under the proxy prefixes answers in the dialect, never an HTML page.
     re_path(r"^v1beta/(?P<rest>.*)$", views.gemini_not_found),
     re_path(r"^v1/(?P<rest>.*)$", views.openai_not_found),

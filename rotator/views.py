@@ -21,11 +21,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from redis.exceptions import RedisError
 
-from rotator import catalog, clock, pipeline, pool
-from rotator.codecs import anthropic_messages, gemini_native, openai_chat
-from rotator.codecs.base import CodecError
-from rotator.context import RequestContext, request_log
-from rotator.errors import (
+from common import clock
+from common.errors import (
     BadRequest,
     MethodNotAllowed,
     NotFound,
@@ -33,6 +30,11 @@ from rotator.errors import (
     RotatorError,
     StateUnavailable,
 )
+from common.naming import bearer_token, model_bare
+from rotator import catalog, pipeline, pool
+from rotator.codecs import anthropic_messages, gemini_native, openai_chat
+from rotator.codecs.base import CodecError
+from rotator.context import RequestContext, request_log
 from rotator.orm import orm_call
 from rotator.render import error_response
 from rotator.state import state_backend
@@ -135,9 +137,9 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
 def presented_key(request: HttpRequest) -> str | None:
     """The caller's key, as OpenAI clients send it, as Google clients do, or as Anthropic's do
     (x-api-key; Claude Code's ANTHROPIC_AUTH_TOKEN is a Bearer)."""
-    authorization = request.headers.get("authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
+    authorization = request.headers.get("authorization")
+    if authorization:
+        return bearer_token(authorization)
     return (
         request.headers.get("x-goog-api-key")
         or request.headers.get("x-api-key")
@@ -183,7 +185,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 def _model_name(value: Any, *, param: str | None) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"'{param or 'model'}' is required.", param=param, code="missing_model")
-    name = value.removeprefix("models/")
+    name = model_bare(value)
     if not MODEL_NAME.fullmatch(name):
         raise BadRequest(
             "Model names contain only letters, digits, '.', '_' and '-'.",

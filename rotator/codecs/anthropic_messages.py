@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from common.errors import RotatorError
 from rotator.codecs import shared
 from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
-from rotator.errors import RotatorError
 
 NAME = "anthropic_messages"
 

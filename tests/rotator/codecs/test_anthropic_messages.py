@@ -14,7 +14,7 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
 
-from rotator import errors
+from common import errors
 from rotator.codecs import anthropic_messages as codec
 from rotator.codecs import shared
 from rotator.codecs.base import CodecError, ReplyMeta
