@@ -204,6 +204,22 @@ def test_a_request_field_maps_to_its_gemini_counterpart(fields, path, expected):
     assert value == expected
 
 
+@pytest.mark.parametrize(
+    ("model", "budget", "sent"),
+    [
+        ("gemini-2.5-flash", 31999, 24576),  # Claude Code's main loop asks for max_tokens - 1
+        ("gemini-2.5-pro", 31999, 31999),
+        ("gemini-2.5-pro", 64000, 32768),
+        ("gemini-2.5-pro", 64, 128),
+        ("gemini-2.5-flash-lite", 100, 512),
+    ],
+)
+def test_a_thinking_budget_is_kept_within_what_the_model_accepts(model, budget, sent):
+    body = {**body_with(thinking={"type": "enabled", "budget_tokens": budget}), "model": model}
+    config = codec.request_to_pivot(body).body["generationConfig"]["thinkingConfig"]
+    assert config == {"thinkingBudget": sent, "includeThoughts": True}
+
+
 def test_thinking_on_gemini_3_asks_for_a_level_not_a_budget():
     body = codec.request_to_pivot(
         {
