@@ -9,6 +9,10 @@ from rotator import views
 proxy_patterns = [
     path("v1/chat/completions", views.chat_completions),
     path("chat/completions", views.chat_completions),
+    path("v1/messages", views.anthropic_messages_create),
+    path("messages", views.anthropic_messages_create),
+    path("v1/messages/count_tokens", views.anthropic_count_tokens),
+    path("messages/count_tokens", views.anthropic_count_tokens),
     path("v1/embeddings", views.embeddings),
     path("embeddings", views.embeddings),
     path("v1/models", views.v1_models),

@@ -247,14 +247,22 @@ def _ready(body: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
 
 
 async def native_call(
-    ctx: RequestContext, *, model: str, method: str, body: dict[str, Any]
+    ctx: RequestContext,
+    *,
+    model: str,
+    method: str,
+    body: dict[str, Any],
+    reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> HttpResponse:
-    """countTokens, embedContent and batchEmbedContents in Google's own shape."""
+    """countTokens, embedContent and batchEmbedContents in Google's own shape, or in the one
+    `reshape` gives the answer (a dialect's count_tokens)."""
     ctx.model = model
     call = UpstreamCall(method=method, model=model, pivot_body=_ready(body))
     result = await forward(ctx, call=call, api_key_only=method in API_KEY_ONLY_METHODS)
     assert isinstance(result, Answer)
     document = result.document if result.document is not None else {}
+    if reshape is not None:
+        document = reshape(document)
     return json_response(ctx, result, orjson.dumps(document))
 
 

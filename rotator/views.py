@@ -32,7 +32,8 @@ from common.errors import (
 )
 from common.naming import bearer_token, model_bare
 from rotator import catalog, pipeline, pool
-from rotator.codecs import gemini_native, openai_chat
+from rotator.codecs import anthropic_messages, gemini_native, openai_chat
+from rotator.codecs.base import CodecError
 from rotator.context import RequestContext, request_log
 from rotator.orm import orm_call
 from rotator.render import error_response
@@ -134,11 +135,17 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
 
 
 def presented_key(request: HttpRequest) -> str | None:
-    """The caller's key, as OpenAI clients send it or as Google clients do."""
+    """The caller's key, as OpenAI clients send it, as Google clients do, or as Anthropic's do
+    (x-api-key; Claude Code's ANTHROPIC_AUTH_TOKEN is a Bearer)."""
     authorization = request.headers.get("authorization")
     if authorization:
         return bearer_token(authorization)
-    return request.headers.get("x-goog-api-key") or request.GET.get("key") or None
+    return (
+        request.headers.get("x-goog-api-key")
+        or request.headers.get("x-api-key")
+        or request.GET.get("key")
+        or None
+    )
 
 
 async def _context(request: HttpRequest, *, dialect: str, request_id: str) -> RequestContext:
@@ -321,6 +328,72 @@ async def gemini_not_found(
     raise NotFound(f"Unknown route {request.path}.", code="unknown_url")
 
 
+# ------------------------------------------------------------------------ Anthropic dialect
+
+
+@proxy_endpoint(dialect=anthropic_messages.NAME, methods=("POST",))
+async def anthropic_messages_create(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
+    """POST /v1/messages (Claude Code adds ?beta=true, which routing ignores)."""
+    ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
+    body = _json_body(request)
+    model = _model_name(body.get("model"), param="model")
+    ctx.model = model
+    pool.model_check(key=ctx.key, model=model)
+    return await pipeline.generate(
+        ctx,
+        codec=anthropic_messages,
+        body={**body, "model": model},
+        model=model,
+        stream=body.get("stream") is True,
+    )
+
+
+@proxy_endpoint(dialect=anthropic_messages.NAME, methods=("POST",))
+async def anthropic_count_tokens(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
+    """POST /v1/messages/count_tokens, answered by Gemini's countTokens."""
+    ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
+    body = _json_body(request)
+    model = _model_name(body.get("model"), param="model")
+    ctx.model = model
+    pool.model_check(key=ctx.key, model=model)
+    try:
+        _, count_body = anthropic_messages.count_tokens_request({**body, "model": model})
+    except CodecError as exc:
+        raise BadRequest(exc.message, param=exc.param, code="invalid_request") from None
+    return await pipeline.native_call(
+        ctx,
+        model=model,
+        method="countTokens",
+        body=count_body,
+        reshape=anthropic_messages.count_tokens_response,
+    )
+
+
+@proxy_endpoint(dialect=anthropic_messages.NAME, methods=("GET",))
+async def anthropic_models(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
+    ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
+    page = anthropic_messages.models_page(await catalog.models_list(ctx))
+    return HttpResponse(orjson.dumps(page), content_type="application/json")
+
+
+@proxy_endpoint(dialect=anthropic_messages.NAME, methods=("GET",))
+async def anthropic_model(request: HttpRequest, *, request_id: str, model: str) -> HttpResponseBase:
+    ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
+    name = _model_name(model, param=None)
+    for native in await catalog.models_list(ctx):
+        if catalog.model_id(native) == name:
+            body = anthropic_messages.model_info(native)
+            return HttpResponse(orjson.dumps(body), content_type="application/json")
+    raise NotFound(
+        f"The model '{name}' does not exist or this key may not use it.", code="model_not_found"
+    )
+
+
+def _speaks_anthropic(request: HttpRequest) -> bool:
+    """Anthropic's SDKs (and Claude Code) send anthropic-version on every request."""
+    return "anthropic-version" in request.headers
+
+
 def _speaks_gemini(request: HttpRequest) -> bool:
     """Google's clients authenticate with x-goog-api-key or ?key=, OpenAI's with a Bearer."""
     return "authorization" not in request.headers and bool(
@@ -329,7 +402,10 @@ def _speaks_gemini(request: HttpRequest) -> bool:
 
 
 async def v1_models(request: HttpRequest) -> HttpResponseBase:
-    """/v1/models: the OpenAI list, or the native one for Gemini clients on Google's /v1 path."""
+    """/v1/models: the OpenAI list, Anthropic's for Anthropic clients, or the native one for
+    Gemini clients on Google's /v1 path."""
+    if _speaks_anthropic(request):
+        return await anthropic_models(request)
     if _speaks_gemini(request):
         return await gemini_models(request)
     return await openai_models(request)
@@ -340,6 +416,8 @@ async def v1_model(request: HttpRequest, model: str) -> HttpResponseBase:
     from Gemini clients that use Google's stable /v1 path."""
     if ":" in model or _speaks_gemini(request):
         return await gemini_model(request, target=model)
+    if _speaks_anthropic(request):
+        return await anthropic_model(request, model=model)
     return await openai_model(request, model=model)
 
 

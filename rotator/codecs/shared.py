@@ -102,7 +102,10 @@ def thinking_for_budget(budget_tokens: int, *, model: str) -> dict[str, Any]:
     if major is not None and major >= 3:
         effort = "low" if budget_tokens <= 4096 else "medium" if budget_tokens <= 16384 else "high"
         return thinking_for_effort(effort, model=model)
-    return {"thinkingBudget": budget_tokens, "includeThoughts": True}
+    # Google's ranges on 2.5 (a budget outside is a 400): Pro 128-32768, Flash-Lite 512-24576,
+    # Flash 0-24576. Claude Code asks for up to max_tokens - 1 (31999), so the nearest is taken.
+    low, high = (128, 32768) if "pro" in model else (512 if "lite" in model else 0, 24576)
+    return {"thinkingBudget": min(max(budget_tokens, low), high), "includeThoughts": True}
 
 
 @dataclass(frozen=True, slots=True)

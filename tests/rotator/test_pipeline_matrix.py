@@ -112,13 +112,70 @@ def _native_send(http: httpx.Client, key: str, *, stream: bool, tool: bool) -> R
     return reply
 
 
+def _sse_events(text: str) -> list[tuple[str, dict]]:
+    """(event name, data) of each SSE event, for dialects that name their events."""
+    events, name = [], ""
+    for line in text.splitlines():
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            events.append((name, json.loads(line[5:])))
+    return events
+
+
+def _messages_send(http: httpx.Client, key: str, *, stream: bool, tool: bool) -> Reply:
+    body: dict = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "weather in Paris?"}],
+    }
+    if tool:
+        body["tools"] = [
+            {
+                **{k: v for k, v in WEATHER.items() if k != "parameters"},
+                "input_schema": WEATHER["parameters"],
+            }
+        ]
+    if stream:
+        body["stream"] = True
+    response = http.post(
+        "/v1/messages", json=body, headers={"x-api-key": key, "anthropic-version": "2023-06-01"}
+    )
+    if response.status_code != 200:
+        return Reply(response.status_code, error=response.json()["error"]["message"])
+    if not stream:
+        message = response.json()
+        blocks = message["content"]
+        return Reply(
+            200,
+            text="".join(b["text"] for b in blocks if b["type"] == "text"),
+            tool=next((b["name"] for b in blocks if b["type"] == "tool_use"), ""),
+            complete=message["stop_reason"] is not None,
+        )
+    reply = Reply(200)
+    for name, data in _sse_events(response.text):
+        if name == "error":
+            reply.error = data["error"]["message"]
+        elif name == "content_block_start" and data["content_block"]["type"] == "tool_use":
+            reply.tool = reply.tool or data["content_block"]["name"]
+        elif name == "content_block_delta" and data["delta"]["type"] == "text_delta":
+            reply.text += data["delta"]["text"]
+        elif name == "message_stop":
+            reply.complete = True
+    return reply
+
+
 @dataclass(frozen=True)
 class Dialect:
     name: str
     send: Callable[..., Reply]
 
 
-DIALECTS = [Dialect("openai_chat", _chat_send), Dialect("gemini_native", _native_send)]
+DIALECTS = [
+    Dialect("openai_chat", _chat_send),
+    Dialect("gemini_native", _native_send),
+    Dialect("anthropic_messages", _messages_send),
+]
 
 
 # ------------------------------------------------------------------------------ the rows
