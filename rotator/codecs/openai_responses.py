@@ -52,11 +52,11 @@ _IMAGE_MIME_BY_EXTENSION = {
 }
 # Options with no Gemini counterpart that change nothing about the answer: accepted, echoed
 # where the Response object has a place for them, otherwise ignored.
-_ECHOED = ("prompt_cache_key", "safety_identifier", "user")
-# Options that need state or features Rotator does not have in the codec: refused by name
-# rather than silently ignored, because the answer would differ from what the client expects.
+# previous_response_id is resolved before the codec (its items are already in `input`).
+_ECHOED = ("previous_response_id", "prompt_cache_key", "safety_identifier", "user")
+# Options that need state or features Rotator does not have: refused by name rather than
+# silently ignored, because the answer would differ from what the client expects.
 _REFUSED = {
-    "previous_response_id": "'previous_response_id' needs a stored response; none is known here.",
     "conversation": "Conversations are not supported; send the full input (store: false).",
     "prompt": "Stored prompt templates are not supported; send instructions and input.",
 }
@@ -865,7 +865,8 @@ def _response_object(
         "created_at": meta.created,
         "status": status,
         "model": meta.model,
-        "output": [_copy(item) for item in output],
+        # Not copied: only final items and the empty output of the first events reach here.
+        "output": output,
         "error": error,
         "incomplete_details": {"reason": reason} if reason is not None else None,
         "instructions": echo.get("instructions"),
@@ -876,7 +877,6 @@ def _response_object(
         "temperature": echo.get("temperature"),
         "top_p": echo.get("top_p"),
         "max_output_tokens": echo.get("max_output_tokens"),
-        "previous_response_id": echo.get("previous_response_id"),
         "reasoning": echo.get("reasoning"),
         "store": echo.get("store", True),
         "text": echo.get("text", {"format": {"type": "text"}}),
@@ -935,6 +935,8 @@ class StreamEncoder:
         self.sequence = 0
         self.started = False
         self.ended = False
+        # The Response object of the terminal event, once sent (what `store: true` keeps).
+        self.final: dict[str, Any] | None = None
 
     def feed(self, chunk: Mapping[str, Any]) -> bytes:
         if self.ended:
@@ -949,7 +951,7 @@ class StreamEncoder:
         head = self._start()
         status, reason = self.output.status()
         self.output.item_close("completed" if status == "completed" else "incomplete")
-        body = self.output.body(status=status, reason=reason, error=None)
+        body = self.final = self.output.body(status=status, reason=reason, error=None)
         self.ended = True
         kind = "response.completed" if status == "completed" else "response.incomplete"
         return head + self._drain() + self._frame({"type": kind, "response": body})
@@ -959,7 +961,9 @@ class StreamEncoder:
             return b""
         head = self._start()
         self.output.item_close("incomplete")
-        body = self.output.body(status="failed", reason=None, error=_failure_error(error))
+        body = self.final = self.output.body(
+            status="failed", reason=None, error=_failure_error(error)
+        )
         self.ended = True
         return head + self._drain() + self._frame({"type": "response.failed", "response": body})
 

@@ -424,7 +424,7 @@ def test_it_maps_requests_to_gemini(body: dict[str, Any], expected: dict[str, An
         ({"temperature": 3}, "temperature"),
         ({"top_p": "high"}, "top_p"),
         ({"metadata": {"n": 1}}, "metadata"),
-        ({"previous_response_id": "resp_1"}, "previous_response_id"),
+        ({"conversation": "conv_1"}, "conversation"),
         ({"stream": "yes"}, "stream"),
     ],
 )
