@@ -390,9 +390,13 @@ def credential_check(*, credential: Credential, now: datetime) -> CheckResult:
         if credential.status == Credential.Status.INVALID:
             credential_restore(credential_id=credential.id)
         return CheckResult(credential_id=credential.id, ok=True, message="")
-    if verdict.outcome in (Outcome.INVALID, Outcome.UNAUTHENTICATED):
+    if verdict.outcome in (Outcome.INVALID, Outcome.SUSPENDED, Outcome.UNAUTHENTICATED):
         credential_invalidate(
-            credential_id=credential.id, message=verdict.message, status=None, now=now
+            credential_id=credential.id,
+            message=verdict.message,
+            status=None,
+            now=now,
+            suspended=verdict.outcome is Outcome.SUSPENDED,
         )
     return CheckResult(credential_id=credential.id, ok=False, message=verdict.message)
 

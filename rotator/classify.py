@@ -25,6 +25,8 @@ class Outcome(enum.StrEnum):
     QUOTA_EXHAUSTED = "quota_exhausted"
     # The credential is broken for every model.
     INVALID = "invalid"
+    # Google suspended the account (Terms of Service): broken for good, no check restores it.
+    SUSPENDED = "suspended"
     # Unavailable for this model only.
     MODEL_NOT_FOUND = "model_not_found"
     # A 200 that carries nothing: retry elsewhere, count as a failure, no mark.
@@ -42,14 +44,23 @@ _RETRY_ELSEWHERE = frozenset(
         Outcome.RATE_LIMITED,
         Outcome.QUOTA_EXHAUSTED,
         Outcome.INVALID,
+        Outcome.SUSPENDED,
         Outcome.MODEL_NOT_FOUND,
         Outcome.EMPTY,
         Outcome.TRANSIENT,
     }
 )
 _MARKS_CREDENTIAL = frozenset(
-    {Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.INVALID, Outcome.MODEL_NOT_FOUND}
+    {
+        Outcome.RATE_LIMITED,
+        Outcome.QUOTA_EXHAUSTED,
+        Outcome.INVALID,
+        Outcome.SUSPENDED,
+        Outcome.MODEL_NOT_FOUND,
+    }
 )
+# Phrases of Google's permanent refusals: an account disabled for its Terms of Service.
+_SUSPENSION_PHRASES = ("terms of service", "account has been disabled", "account disabled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +200,7 @@ def _number(value: object) -> float | None:
 
 
 def upstream_answer_classify(
-    *, status: int, body: bytes | str | None, secrets: Iterable[str] = ()
+    *, status: int, body: bytes | str | None, secrets: Iterable[str] = (), api_key: bool = False
 ) -> Verdict:
     """Returns the Verdict for an HTTP answer from generativelanguage (native, or its
     OpenAI-compatible endpoint whose error bodies have a JSON array root) or Code Assist.
@@ -220,6 +231,10 @@ def upstream_answer_classify(
         )
         if outcome is not Outcome.QUOTA_EXHAUSTED:
             reset_after_seconds = None
+    elif status == 401 and api_key:
+        # For an API key a 401 means the key itself is refused; for an OAuth access token it
+        # means "refresh me" (UNAUTHENTICATED).
+        outcome = Outcome.INVALID
     else:
         outcome = _status_outcome(status, facts)
 
@@ -271,6 +286,16 @@ def success_body_classify(*, body: Mapping[str, Any]) -> Verdict:
     if finish_reasons:
         return _empty(f"no content, finishReason {', '.join(finish_reasons)}")
     return _empty("no content")
+
+
+def stream_event_classify(event: tuple[bytes, Any]) -> Verdict:
+    """Returns OK when one decoded stream event (payload, document) carries content, by the
+    same rule as a whole answer: a stream is held until this says OK, and a stream that never
+    does is EMPTY, exactly like a non-streamed answer without content."""
+    document = event[1]
+    if not isinstance(document, Mapping):
+        return _empty("the event is not an object")
+    return success_body_classify(body=document)
 
 
 def oauth_refresh_classify(
@@ -363,6 +388,8 @@ def _status_outcome(status: int, facts: _ErrorFacts) -> Outcome:
         # the credential invalid would let any client disable the whole pool.
         if "may not exist" in message or "cachedcontent" in message:
             return Outcome.CLIENT_ERROR
+        if any(phrase in message for phrase in _SUSPENSION_PHRASES):
+            return Outcome.SUSPENDED
         return Outcome.INVALID
     if status == 404:
         return Outcome.MODEL_NOT_FOUND

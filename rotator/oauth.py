@@ -1,27 +1,27 @@
 """Gemini CLI OAuth accounts: access tokens (lazy and proactive refresh) and the Code Assist
 project each account works in.
 
-One refresh at a time per credential: an asyncio lock inside a process and the credential's
-row lock (SELECT ... FOR UPDATE) across processes; whoever gets the lock second finds the
-fresh token already stored and uses it.
+One refresh at a time per credential inside a process (an asyncio lock; whoever gets it second
+finds the fresh token and uses it). No database lock is held across the token endpoint call.
 """
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 from django.conf import settings
-from django.db import transaction
 
 from accounts.models import Credential
 from accounts.secrets import decrypt, encrypt
 from rotator import clock
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
 from rotator.orm import orm_call, orm_call_slow
-from rotator.upstream import TRANSPORT_ERRORS, upstream_client
+from rotator.pool import credential_invalidate
+from rotator.upstream import TRANSPORT_ERRORS, upstream_client, upstream_client_sync
 
 logger = logging.getLogger("rotator.oauth")
 
@@ -65,8 +65,9 @@ def _fresh(entry: tuple[str, datetime] | None, *, now: datetime, margin_seconds:
 
 
 async def access_token(*, credential: Any) -> str | Verdict:
-    """Returns a usable access token (refreshing when fewer than 5 minutes remain), or the
-    Verdict of a refresh that failed (INVALID for a revoked refresh token)."""
+    """Returns a usable access token (refreshing when fewer than OAUTH_REFRESH_MARGIN_SECONDS
+    remain), or the Verdict of a refresh that failed (INVALID for a revoked refresh token);
+    the caller reports it. Stores a refreshed token on the credential's row."""
     margin = settings.OAUTH_REFRESH_MARGIN_SECONDS
     cached = _tokens.get(credential.id)
     if _fresh(cached, now=clock.now(), margin_seconds=margin):
@@ -107,76 +108,104 @@ def _remember(credential_id: int, result: tuple[str, datetime] | Verdict) -> str
     return result[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _StoredToken:
+    access_token: tuple[str, datetime] | None
+    refresh_token: str | None
+    client_id: str
+    client_secret: str
+
+
+def _token_stored_read(*, credential_id: int) -> _StoredToken:
+    row = Credential.objects.get(id=credential_id)
+    stored = None
+    if row.access_token_encrypted and row.access_token_expires_at is not None:
+        stored = (decrypt(row.access_token_encrypted), row.access_token_expires_at)
+    try:
+        refresh_token: str | None = str(
+            orjson.loads(decrypt(row.secret_encrypted))["refresh_token"]
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        refresh_token = None
+    client_secret = (
+        decrypt(row.oauth_client_secret_encrypted)
+        if row.oauth_client_secret_encrypted
+        else settings.OAUTH_CLIENT_SECRET
+    )
+    return _StoredToken(
+        access_token=stored,
+        refresh_token=refresh_token,
+        client_id=row.oauth_client_id or settings.OAUTH_CLIENT_ID,
+        client_secret=client_secret,
+    )
+
+
+def _token_store(*, credential_id: int, token: str, expires_at: datetime) -> None:
+    Credential.objects.filter(id=credential_id).update(
+        access_token_encrypted=encrypt(token), access_token_expires_at=expires_at
+    )
+
+
 def token_refresh(
     *, credential_id: int, margin_seconds: float | None, stale_token: str | None
 ) -> tuple[str, datetime] | Verdict:
     """Refreshes a credential's access token at OAUTH_TOKEN_URL unless the stored one is still
     good (fresh by `margin_seconds`, or different from the `stale_token` that was refused).
 
-    Returns (token, expires_at) or the failure's Verdict; an invalid_grant marks the credential
-    invalid. Holds the credential's row lock for the refresh, so processes queue, not stampede.
+    Returns (token, expires_at) or the failure's Verdict, which the caller reports (an
+    invalid_grant is INVALID). Blocking: the request path runs it on the ORM's slow threads.
+    No transaction or row lock is held across the call to the
+    token endpoint: a hanging endpoint must not block writes elsewhere (on SQLite a row lock
+    is the global write lock). Two processes refreshing at once both succeed; Google keeps
+    every issued access token valid until it expires.
     """
-    from rotator.pool import credential_invalidate
-
     now = clock.now()
-    with transaction.atomic():
-        row = Credential.objects.select_for_update().get(id=credential_id)
-        if row.access_token_encrypted and row.access_token_expires_at is not None:
-            stored = (decrypt(row.access_token_encrypted), row.access_token_expires_at)
-            if margin_seconds is not None and _fresh(
-                stored, now=now, margin_seconds=margin_seconds
-            ):
-                return stored
-            if stale_token is not None and stored[0] != stale_token and stored[1] > now:
-                return stored
-        try:
-            account = orjson.loads(decrypt(row.secret_encrypted))
-            refresh_token = str(account["refresh_token"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            verdict = Verdict(Outcome.INVALID, message="stored OAuth JSON has no refresh_token")
-            return verdict
-        client_secret = (
-            decrypt(row.oauth_client_secret_encrypted)
-            if row.oauth_client_secret_encrypted
-            else settings.OAUTH_CLIENT_SECRET
+    stored = _token_stored_read(credential_id=credential_id)
+    if stored.access_token is not None:
+        if margin_seconds is not None and _fresh(
+            stored.access_token, now=now, margin_seconds=margin_seconds
+        ):
+            return stored.access_token
+        token, expires = stored.access_token
+        if stale_token is not None and token != stale_token and expires > now:
+            return stored.access_token
+    if stored.refresh_token is None:
+        return Verdict(Outcome.INVALID, message="stored OAuth JSON has no refresh_token")
+    try:
+        response = upstream_client_sync().post(
+            settings.OAUTH_TOKEN_URL,
+            data={
+                "client_id": stored.client_id,
+                "client_secret": stored.client_secret,
+                "refresh_token": stored.refresh_token,
+                "grant_type": "refresh_token",
+            },
+            timeout=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
         )
-        try:
-            response = httpx.post(
-                settings.OAUTH_TOKEN_URL,
-                data={
-                    "client_id": row.oauth_client_id or settings.OAUTH_CLIENT_ID,
-                    "client_secret": client_secret,
-                    "refresh_token": refresh_token,
-                    "grant_type": "refresh_token",
-                },
-                timeout=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-            )
-        except httpx.HTTPError as exc:
-            return Verdict(Outcome.TRANSIENT, message=f"token endpoint unreachable: {exc}")
-        verdict = oauth_refresh_classify(status=response.status_code, body=response.content)
-        if verdict.outcome is Outcome.OK:
-            document = orjson.loads(response.content)
-            token = str(document["access_token"])
-            # Google's default lifetime when expires_in is absent.
-            expires_at = now + timedelta(seconds=int(document.get("expires_in") or 3600))
-            Credential.objects.filter(id=credential_id).update(
-                access_token_encrypted=encrypt(token), access_token_expires_at=expires_at
-            )
-            logger.info("refreshed access token for credential %s", credential_id)
-            return token, expires_at
-    if verdict.outcome is Outcome.INVALID:
-        credential_invalidate(
-            credential_id=credential_id,
-            message=verdict.message,
-            status=response.status_code,
-            now=now,
+    except httpx.HTTPError as exc:
+        return Verdict(
+            Outcome.TRANSIENT, message=f"token endpoint unreachable: {type(exc).__name__}"
         )
-    return verdict
+    verdict = oauth_refresh_classify(
+        status=response.status_code,
+        body=response.content,
+        secrets=(stored.refresh_token, stored.client_secret),
+    )
+    if verdict.outcome is not Outcome.OK:
+        return verdict
+    document = orjson.loads(response.content)
+    token = str(document["access_token"])
+    # Google's default lifetime when expires_in is absent.
+    expires_at = now + timedelta(seconds=int(document.get("expires_in") or 3600))
+    _token_store(credential_id=credential_id, token=token, expires_at=expires_at)
+    logger.info("refreshed access token for credential %s", credential_id)
+    return token, expires_at
 
 
 def tokens_refresh(*, within_seconds: int = 600) -> str:
     """Refreshes every active OAuth credential whose token expires within `within_seconds`
-    (the beat task; requests refresh lazily anyway). Returns a one-line summary."""
+    (the beat task; requests refresh lazily anyway), reporting refusals to the pool (a revoked
+    refresh token marks the credential invalid). Returns a one-line summary."""
     soon = clock.now() + timedelta(seconds=within_seconds)
     due = Credential.objects.in_pool().filter(kind=Credential.Kind.GEMINI_OAUTH)
     due = due.exclude(access_token_expires_at__gt=soon)
@@ -187,14 +216,24 @@ def tokens_refresh(*, within_seconds: int = 600) -> str:
         )
         if isinstance(result, Verdict):
             failed += 1
+            if result.outcome is Outcome.INVALID:
+                credential_invalidate(
+                    credential_id=credential_id,
+                    message=result.message,
+                    status=None,
+                    now=clock.now(),
+                    suspended=False,
+                )
         else:
             refreshed += 1
     return f"refreshed {refreshed} access token(s), {failed} failed"
 
 
-async def project_id(*, credential: Any) -> str | Verdict:
-    """The Code Assist project for an account: configured, discovered earlier, or discovered
-    now (loadCodeAssist, then onboardUser for an account not yet onboarded)."""
+async def code_assist_project_ensure(*, credential: Any) -> str | Verdict:
+    """Returns the Code Assist project for an account: configured, discovered earlier, or
+    discovered now (loadCodeAssist, then onboardUser for an account not yet onboarded), in
+    which case it is stored on the credential's row. Returns the Verdict of a failed discovery
+    (INVALID for an ineligible account) for the caller to report."""
     if credential.oauth_project_id:
         return str(credential.oauth_project_id)
     known = _projects.get(credential.id)
@@ -206,15 +245,6 @@ async def project_id(*, credential: Any) -> str | Verdict:
             return known
         result = await _project_discover(credential)
         if isinstance(result, Verdict):
-            if result.outcome is Outcome.INVALID:
-                from rotator.pool import credential_invalidate
-
-                await orm_call(credential_invalidate)(
-                    credential_id=credential.id,
-                    message=result.message,
-                    status=None,
-                    now=clock.now(),
-                )
             return result
         _projects[credential.id] = result
         credential.oauth_project_id = result

@@ -426,9 +426,13 @@ async def credential_report(
         reason: str = Mark.Reason.UNSTABLE
         until = now + timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
         ids: tuple[int, ...] = (credential.id,)
-    elif outcome in (Outcome.INVALID, Outcome.UNAUTHENTICATED):
+    elif outcome in (Outcome.INVALID, Outcome.SUSPENDED, Outcome.UNAUTHENTICATED):
         await orm_call(credential_invalidate)(
-            credential_id=credential.id, message=verdict.message, status=status, now=now
+            credential_id=credential.id,
+            message=verdict.message,
+            status=status,
+            now=now,
+            suspended=outcome is Outcome.SUSPENDED,
         )
         return
     else:
@@ -510,17 +514,12 @@ def _error_log_add(
 
 
 # Google's words for an account it has disabled for good; retrying those risks more.
-PERMANENT_REFUSALS = ("terms of service", "account has been disabled", "account disabled")
-
-
 def credential_invalidate(
-    *, credential_id: int, message: str, status: int | None, now: datetime
+    *, credential_id: int, message: str, status: int | None, now: datetime, suspended: bool
 ) -> None:
     """Marks a credential invalid for every model until an operator or a check restores it;
     one that Google suspended (Terms of Service) is marked suspended, which no automatic
     check lifts."""
-    lowered = message.lower()
-    suspended = any(phrase in lowered for phrase in PERMANENT_REFUSALS)
     target = Credential.Status.SUSPENDED if suspended else Credential.Status.INVALID
     changed = (
         Credential.objects.filter(id=credential_id)

@@ -1,39 +1,21 @@
-"""The two error renderers: OpenAI-style for /v1, Google-style for /v1beta. Nothing else
-builds error JSON."""
-
-from collections.abc import Mapping
+"""Rotator's own errors as HTTP responses, in the dialect of the route: the body comes from
+the dialect's codec, the status and Retry-After from the error. Nothing else builds error JSON."""
 
 import orjson
 from django.http import HttpResponse
 
+from rotator.codecs.registry import codec_of
 from rotator.errors import RotatorError
 
 
-def openai_error_response(exc: RotatorError) -> HttpResponse:
-    body = {
-        "error": {
-            "message": exc.message,
-            "type": exc.openai_type,
-            "param": exc.param,
-            "code": exc.code,
-        }
-    }
-    return _response(exc, body)
-
-
-def google_error_response(exc: RotatorError) -> HttpResponse:
-    body = {"error": {"code": exc.status, "message": exc.message, "status": exc.google_status}}
-    return _response(exc, body)
-
-
-def _response(exc: RotatorError, body: Mapping[str, object]) -> HttpResponse:
+def error_response(exc: RotatorError, *, dialect: str) -> HttpResponse:
+    body = codec_of(dialect).error_body(exc)
     response = HttpResponse(orjson.dumps(body), status=exc.status, content_type="application/json")
     if exc.retry_after_seconds is not None:
         response["Retry-After"] = str(exc.retry_after_seconds)
     return response
 
 
-def error_response(exc: RotatorError, *, dialect: str) -> HttpResponse:
-    if dialect == "gemini":
-        return google_error_response(exc)
-    return openai_error_response(exc)
+def openai_error_response(exc: RotatorError) -> HttpResponse:
+    """The management API's errors, which are in OpenAI's shape."""
+    return error_response(exc, dialect="openai_chat")

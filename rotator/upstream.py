@@ -80,6 +80,26 @@ def upstream_client() -> httpx.AsyncClient:
     return client
 
 
+_sync_client: list[httpx.Client] = []
+
+
+def upstream_client_sync() -> httpx.Client:
+    """The process's blocking client, for calls made from synchronous code (token refreshes
+    on the ORM threads, credential checks from commands and the admin): same timeouts, no
+    cookies, no redirects, no proxy from the environment. httpx.Client is thread-safe."""
+    if not _sync_client:
+        _sync_client.append(
+            httpx.Client(
+                timeout=upstream_timeout(),
+                cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
+                limits=httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        )
+    return _sync_client[0]
+
+
 async def upstream_clients_close() -> None:
     loop = asyncio.get_running_loop()
     client = _clients.pop(loop, None)

@@ -1,4 +1,4 @@
-"""Proxy endpoints: thin async views. Parse, authenticate, call rotator.forward, render.
+"""Proxy endpoints: thin async views. Parse, authenticate, call rotator.pipeline, render.
 
 Plain `async def` views rather than DRF/adrf: they keep DRF's conventions (one authentication
 function, per-key throttling in the state backend, one exception renderer per dialect)
@@ -21,7 +21,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from redis.exceptions import RedisError
 
-from rotator import clock, forward, pool
+from rotator import catalog, clock, pipeline, pool
+from rotator.codecs import gemini_native, openai_chat
+from rotator.context import RequestContext, request_log
 from rotator.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -30,7 +32,6 @@ from rotator.errors import (
     RotatorError,
     StateUnavailable,
 )
-from rotator.forward import RequestContext
 from rotator.orm import orm_call
 from rotator.render import error_response
 from rotator.state import state_backend
@@ -41,6 +42,9 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 View = Callable[..., Awaitable[HttpResponseBase]]
+
+GENERATE_METHODS = frozenset({"generateContent", "streamGenerateContent"})
+SUPPORTED_METHODS = GENERATE_METHODS | pipeline.API_KEY_ONLY_METHODS | {"countTokens"}
 
 
 def _cors(response: HttpResponseBase, request: HttpRequest) -> None:
@@ -105,7 +109,7 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
                 ctx = getattr(request, "rotator_ctx", None)
                 if ctx is not None:
                     ctx.status = exc.status
-                    forward.request_log(ctx)
+                    request_log(ctx)
             except Exception:
                 logger.exception("unhandled error in %s (request_id=%s)", request.path, request_id)
                 response = error_response(
@@ -185,9 +189,9 @@ def _model_name(value: Any, *, param: str | None) -> str:
 # --------------------------------------------------------------------------- OpenAI dialect
 
 
-@proxy_endpoint(dialect="openai", methods=("POST",))
+@proxy_endpoint(dialect=openai_chat.NAME, methods=("POST",))
 async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
-    ctx = await _context(request, dialect="openai", request_id=request_id)
+    ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
     messages = body.get("messages")
@@ -195,44 +199,53 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
     ctx.model = model
     pool.model_check(key=ctx.key, model=model)
-    return await forward.chat_completions(ctx, {**body, "model": model})
+    options = body.get("stream_options")
+    return await pipeline.generate(
+        ctx,
+        codec=openai_chat,
+        body={**body, "model": model},
+        model=model,
+        stream=bool(body.get("stream", False)),
+        openai_path="chat/completions",
+        client_wants_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+    )
 
 
-@proxy_endpoint(dialect="openai", methods=("POST",))
+@proxy_endpoint(dialect=openai_chat.NAME, methods=("POST",))
 async def embeddings(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
-    ctx = await _context(request, dialect="openai", request_id=request_id)
+    ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
     if "input" not in body:
         raise BadRequest("'input' is required.", param="input")
     ctx.model = model
     pool.model_check(key=ctx.key, model=model)
-    return await forward.embeddings(ctx, {**body, "model": model})
+    return await pipeline.openai_embeddings(ctx, model=model, body={**body, "model": model})
 
 
 def _openai_model(native: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": str(native.get("name", "")).removeprefix("models/"),
+        "id": catalog.model_id(native),
         "object": "model",
         "created": 0,
         "owned_by": "google",
     }
 
 
-@proxy_endpoint(dialect="openai", methods=("GET",))
+@proxy_endpoint(dialect=openai_chat.NAME, methods=("GET",))
 async def openai_models(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
-    ctx = await _context(request, dialect="openai", request_id=request_id)
-    models = await forward.models_list(ctx)
+    ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
+    models = await catalog.models_list(ctx)
     body = {"object": "list", "data": [_openai_model(m) for m in models]}
     return HttpResponse(orjson.dumps(body), content_type="application/json")
 
 
-@proxy_endpoint(dialect="openai", methods=("GET",))
+@proxy_endpoint(dialect=openai_chat.NAME, methods=("GET",))
 async def openai_model(request: HttpRequest, *, request_id: str, model: str) -> HttpResponseBase:
-    ctx = await _context(request, dialect="openai", request_id=request_id)
+    ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     name = _model_name(model, param=None)
-    for native in await forward.models_list(ctx):
-        if str(native.get("name", "")).removeprefix("models/") == name:
+    for native in await catalog.models_list(ctx):
+        if catalog.model_id(native) == name:
             return HttpResponse(
                 orjson.dumps(_openai_model(native)), content_type="application/json"
             )
@@ -241,7 +254,7 @@ async def openai_model(request: HttpRequest, *, request_id: str, model: str) -> 
     )
 
 
-@proxy_endpoint(dialect="openai", methods=("GET", "POST", "PUT", "PATCH", "DELETE"))
+@proxy_endpoint(dialect=openai_chat.NAME, methods=("GET", "POST", "PUT", "PATCH", "DELETE"))
 async def openai_not_found(
     request: HttpRequest, *, request_id: str, rest: str = ""
 ) -> HttpResponseBase:
@@ -251,38 +264,45 @@ async def openai_not_found(
 # --------------------------------------------------------------------------- Gemini dialect
 
 
-@proxy_endpoint(dialect="gemini", methods=("GET",))
+@proxy_endpoint(dialect=gemini_native.NAME, methods=("GET",))
 async def gemini_models(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
-    ctx = await _context(request, dialect="gemini", request_id=request_id)
-    models = await forward.models_list(ctx)
+    ctx = await _context(request, dialect=gemini_native.NAME, request_id=request_id)
+    models = await catalog.models_list(ctx)
     return HttpResponse(orjson.dumps({"models": models}), content_type="application/json")
 
 
-@proxy_endpoint(dialect="gemini", methods=("GET", "POST"))
+@proxy_endpoint(dialect=gemini_native.NAME, methods=("GET", "POST"))
 async def gemini_model(request: HttpRequest, *, request_id: str, target: str) -> HttpResponseBase:
     """GET models/{model}, or POST models/{model}:{method}."""
-    ctx = await _context(request, dialect="gemini", request_id=request_id)
+    ctx = await _context(request, dialect=gemini_native.NAME, request_id=request_id)
     model_part, _, method = target.partition(":")
     model = _model_name(model_part, param=None)
     if request.method == "GET":
         if method:
             raise MethodNotAllowed(f"Use POST for :{method}.", code="method_not_allowed")
-        for native in await forward.models_list(ctx):
-            if str(native.get("name", "")).removeprefix("models/") == model:
+        for native in await catalog.models_list(ctx):
+            if catalog.model_id(native) == model:
                 return HttpResponse(orjson.dumps(native), content_type="application/json")
         raise NotFound(f"models/{model} is not found.", code="model_not_found")
-    if method not in forward.SUPPORTED_METHODS:
-        supported = ", ".join(sorted(forward.SUPPORTED_METHODS))
+    if method not in SUPPORTED_METHODS:
+        supported = ", ".join(sorted(SUPPORTED_METHODS))
         raise NotFound(f"Unknown method '{method}'. Supported: {supported}.", code="unknown_method")
     body = _json_body(request)
     ctx.model = model
     pool.model_check(key=ctx.key, model=model)
-    return await forward.gemini_call(
-        ctx, model=model, method=method, body=body, sse=request.GET.get("alt") == "sse"
-    )
+    if method in GENERATE_METHODS:
+        return await pipeline.generate(
+            ctx,
+            codec=gemini_native,
+            body=body,
+            model=model,
+            stream=method == "streamGenerateContent",
+            state={"sse": request.GET.get("alt") == "sse"},
+        )
+    return await pipeline.native_call(ctx, model=model, method=method, body=body)
 
 
-@proxy_endpoint(dialect="gemini", methods=("GET", "POST", "PUT", "PATCH", "DELETE"))
+@proxy_endpoint(dialect=gemini_native.NAME, methods=("GET", "POST", "PUT", "PATCH", "DELETE"))
 async def gemini_not_found(
     request: HttpRequest, *, request_id: str, rest: str = ""
 ) -> HttpResponseBase:

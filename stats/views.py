@@ -96,15 +96,18 @@ def stat_data(request: HttpRequest) -> HttpResponse:
     viewer = _viewer(request)
     if viewer is None:
         return error_response(
-            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"), dialect="openai"
+            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"),
+            dialect="openai_chat",
         )
     try:
         owner = _pool_owner(request, viewer)
         return JsonResponse(selectors.stat_dashboard(user_id=owner, now=clock.now()))
     except Forbidden as exc:
-        return error_response(exc, dialect="openai")
+        return error_response(exc, dialect="openai_chat")
     except LookupError:
-        return error_response(Forbidden("No such user.", code="no_such_user"), dialect="openai")
+        return error_response(
+            Forbidden("No such user.", code="no_such_user"), dialect="openai_chat"
+        )
 
 
 @require_POST
@@ -133,13 +136,13 @@ def _bearer(request: HttpRequest) -> str:
 
 def _token_refusal(request: HttpRequest, *, expected: str, disabled: str) -> HttpResponse | None:
     if not expected:
-        return error_response(Forbidden(disabled, code="disabled"), dialect="openai")
+        return error_response(Forbidden(disabled, code="disabled"), dialect="openai_chat")
     if not secret_equals(_bearer(request), expected):
         return error_response(
             AuthenticationFailed(
                 "Pass the token as 'Authorization: Bearer TOKEN'.", code="invalid_token"
             ),
-            dialect="openai",
+            dialect="openai_chat",
         )
     return None
 

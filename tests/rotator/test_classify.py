@@ -335,13 +335,13 @@ ROWS = {
         ),
         Outcome.INVALID,
     ),
-    "an account disabled for the Terms of Service is invalid": Row(
+    "an account disabled for the Terms of Service is suspended": Row(
         403,
         permission_denied(
             "This account has been disabled for violating the Terms of Service.",
             error_info("TOS_VIOLATION", domain=CODE_ASSIST),
         ),
-        Outcome.INVALID,
+        Outcome.SUSPENDED,
     ),
     "a Code Assist account needing validation is invalid": Row(
         403,
@@ -502,6 +502,7 @@ def test_retrying_elsewhere_and_marking_follow_the_outcome() -> None:
         Outcome.RATE_LIMITED,
         Outcome.QUOTA_EXHAUSTED,
         Outcome.INVALID,
+        Outcome.SUSPENDED,
         Outcome.MODEL_NOT_FOUND,
         Outcome.EMPTY,
         Outcome.TRANSIENT,
@@ -510,6 +511,7 @@ def test_retrying_elsewhere_and_marking_follow_the_outcome() -> None:
         Outcome.RATE_LIMITED,
         Outcome.QUOTA_EXHAUSTED,
         Outcome.INVALID,
+        Outcome.SUSPENDED,
         Outcome.MODEL_NOT_FOUND,
     }
 

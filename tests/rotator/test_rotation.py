@@ -302,14 +302,22 @@ def test_the_hot_path_makes_no_query_on_a_warm_cache_with_redis(
     (one locked pick, plus its rate window and mark reads) and is allowed those."""
     import asyncio
 
-    from rotator import forward
-    from rotator.forward import RequestContext
+    from rotator import pipeline
+    from rotator.codecs import openai_chat
+    from rotator.context import RequestContext
     from rotator.upstream import upstream_clients_close
 
     async def one() -> int:
         key = await pool.api_key_authenticate(presented=alice.key, now=clock.now())
-        ctx = RequestContext(request_id="q", dialect="openai", key=key)
-        response = await forward.chat_completions(ctx, dict(CHAT))
+        ctx = RequestContext(request_id="q", dialect=openai_chat.NAME, key=key)
+        response = await pipeline.generate(
+            ctx,
+            codec=openai_chat,
+            body=dict(CHAT),
+            model=CHAT["model"],
+            stream=False,
+            openai_path="chat/completions",
+        )
         await upstream_clients_close()
         return response.status_code
 

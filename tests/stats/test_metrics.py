@@ -53,7 +53,7 @@ def test_live_requests_are_counted_by_model_dialect_status_and_credential(
     for n in range(3):
         assert chat(alice.key, text=f"question {n}").status_code == 200
     after = http.get("/metrics", headers=AUTH).text
-    labels = {"model": MODEL, "dialect": "openai", "status": "200"}
+    labels = {"model": MODEL, "dialect": "openai_chat", "status": "200"}
     served = metric_value(after, "rotator_requests_total", **labels) - metric_value(
         before, "rotator_requests_total", **labels
     )
@@ -64,7 +64,7 @@ def test_live_requests_are_counted_by_model_dialect_status_and_credential(
         for name in {c.display_name for c in alice.credentials}
     )
     assert by_credential == 3
-    count = {"model": MODEL, "dialect": "openai"}
+    count = {"model": MODEL, "dialect": "openai_chat"}
     assert (
         metric_value(after, "rotator_upstream_seconds_count", **count)
         - metric_value(before, "rotator_upstream_seconds_count", **count)

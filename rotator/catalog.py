@@ -1,0 +1,46 @@
+"""The models a key's pool can serve, as Google describes them (native model objects)."""
+
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from rotator import oauth, pool
+from rotator.context import RequestContext
+from rotator.pool import CredentialView
+from rotator.upstream import TRANSPORT_ERRORS, upstream_client
+
+
+async def models_list(ctx: RequestContext) -> list[dict[str, Any]]:
+    """The native model descriptions the caller's pool can serve, filtered by the key."""
+    models = await pool.models_for_pool(key=ctx.key, fetch=_models_fetch)
+    allowed = ctx.key.allowed_models
+    if allowed:
+        models = [m for m in models if model_id(m) in allowed]
+    return models
+
+
+def model_id(native: dict[str, Any]) -> str:
+    """A native model object's id without Google's "models/" prefix."""
+    return str(native.get("name", "")).removeprefix("models/")
+
+
+async def _models_fetch(credential: CredentialView) -> list[dict[str, Any]] | None:
+    if credential.is_oauth:
+        return oauth.code_assist_models()
+    try:
+        response = await upstream_client().get(
+            f"{settings.GEMINI_UPSTREAM_URL}/models",
+            headers={"x-goog-api-key": credential.secret()},
+            params={"pageSize": 1000},
+        )
+    except TRANSPORT_ERRORS:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        document = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    models = document.get("models") if isinstance(document, dict) else None
+    return models if isinstance(models, list) else None

@@ -1,0 +1,11 @@
+"""The codec of each dialect, by name: the one place a new dialect is registered."""
+
+from types import ModuleType
+
+from rotator.codecs import gemini_native, openai_chat
+
+CODECS: dict[str, ModuleType] = {codec.NAME: codec for codec in (openai_chat, gemini_native)}
+
+
+def codec_of(name: str) -> ModuleType:
+    return CODECS[name]

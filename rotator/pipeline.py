@@ -1,0 +1,261 @@
+"""The one request loop: pick a credential, send the call through the adapter of its kind,
+report what came back, retry elsewhere while nothing has reached the client, count.
+
+The loop knows no dialect and no credential kind: codecs (rotator/codecs) turn the client's
+request into an UpstreamCall and the answer back; adapters (rotator/adapters) reach Google.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+
+from rotator import clock, pool
+from rotator.adapters import code_assist, gemini_api_key, openai_compat
+from rotator.adapters.base import Adapter, Answer, Failure, StreamStart, UpstreamCall
+from rotator.classify import Outcome
+from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
+from rotator.context import RequestContext
+from rotator.counting import attempt_count
+from rotator.errors import (
+    BadRequest,
+    NoCredentialAvailable,
+    PoolEmpty,
+    RotatorError,
+    UpstreamError,
+    UpstreamUnreachable,
+)
+from rotator.pool import CredentialView
+from rotator.respond import json_response, stream_response
+
+logger = logging.getLogger("rotator.request")
+
+API_KEY = "gemini_api_key"
+API_KEY_ONLY_METHODS = frozenset({"embedContent", "batchEmbedContents"})
+
+
+def adapter_for(credential: CredentialView, call: UpstreamCall) -> Adapter:
+    """The adapter that sends `call` on `credential`. The OpenAI-compatible shortcut is taken
+    here and only here: an OpenAI-dialect call on an API key goes untranslated."""
+    if credential.is_oauth:
+        return code_assist.adapter
+    if call.openai_path is not None:
+        return openai_compat.adapter
+    return gemini_api_key.adapter
+
+
+async def forward(
+    ctx: RequestContext, *, call: UpstreamCall, api_key_only: bool = False
+) -> Answer | StreamStart:
+    """Tries up to MAX_ATTEMPTS distinct credentials. Returns the first success; raises the
+    final error (upstream's own for client errors; 429/502/503 when nothing is left). Every
+    failed attempt is reported to the pool (which alone marks) and counted."""
+    excluded: list[int] = []
+    if api_key_only:
+        other, remaining = await pool.credentials_of_other_kinds(
+            key=ctx.key, kinds=frozenset({API_KEY})
+        )
+        if other and not remaining:
+            attempt_count(ctx, None, success=False)
+            raise BadRequest(
+                "This operation needs a Gemini API key credential: Code Assist (Gemini CLI "
+                "OAuth accounts) does not serve it, and this pool has no API key.",
+                code="no_api_key_credential",
+            )
+        excluded.extend(other)
+    failures: list[Failure] = []
+    for number in range(settings.MAX_ATTEMPTS):
+        try:
+            credential = await pool.credential_pick(
+                key=ctx.key,
+                model=call.model,
+                excluded=tuple(excluded),
+                first_attempt=number == 0,
+                now=clock.now(),
+            )
+        except NoCredentialAvailable as exc:
+            attempt_count(ctx, None, success=False, rate_limited=True)
+            if failures and failures[-1].verdict.outcome in (
+                Outcome.TRANSIENT,
+                Outcome.EMPTY,
+                Outcome.MODEL_NOT_FOUND,
+            ):
+                raise await _final_error(ctx, model=call.model, failures=failures) from exc
+            raise
+        except PoolEmpty:
+            attempt_count(ctx, None, success=False)
+            raise
+        excluded.append(credential.id)
+        ctx.attempts += 1
+        ctx.credential = credential
+        result = await adapter_for(credential, call).send(ctx, credential, call)
+        if not isinstance(result, Failure):
+            return result
+        await pool.credential_report(
+            credential=credential,
+            model=call.model,
+            verdict=result.verdict,
+            status=result.status,
+            now=clock.now(),
+        )
+        attempt_count(ctx, credential, success=False, verdict=result.verdict)
+        if not result.verdict.retry_elsewhere:
+            raise _passthrough(result)
+        failures.append(result)
+        logger.debug(
+            "attempt %d on %s failed: %s", number + 1, credential.display_name, result.verdict
+        )
+    raise await _final_error(ctx, model=call.model, failures=failures)
+
+
+async def _final_error(ctx: RequestContext, *, model: str, failures: list[Failure]) -> RotatorError:
+    """The one error a client sees after MAX_ATTEMPTS failed attempts: the truth about why."""
+    last = failures[-1]
+    if any(f.verdict.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED) for f in failures):
+        return NoCredentialAvailable(
+            f"{ctx.attempts} credentials were tried for {model} and were rate-limited or "
+            f"exhausted: {last.verdict.message}",
+            code="credentials_exhausted",
+            retry_after_seconds=await pool.retry_after_for(
+                key=ctx.key, model=model, now=clock.now()
+            ),
+        )
+    if last.verdict.outcome is Outcome.MODEL_NOT_FOUND:
+        return _passthrough(last)
+    if last.verdict.outcome in (Outcome.INVALID, Outcome.SUSPENDED):
+        return PoolEmpty(
+            f"Upstream refused {ctx.attempts} credential(s) as invalid (now marked so): "
+            f"{last.verdict.message}",
+            code="credentials_invalid",
+        )
+    detail = last.verdict.message or "no answer"
+    return UpstreamUnreachable(
+        f"Upstream failed on {ctx.attempts} attempt(s); last: {detail}",
+        code="upstream_unreachable",
+    )
+
+
+def _passthrough(failure: Failure) -> UpstreamError:
+    message = failure.verdict.message or f"Upstream answered {failure.status}."
+    return UpstreamError(
+        message,
+        status=failure.status or 502,
+        google_status=failure.verdict.status,
+        body=failure.body,
+    )
+
+
+# ------------------------------------------------------------------------------ operations
+
+
+def _pivot_of(codec: ModuleType, body: Mapping[str, Any]) -> Callable[[], PivotRequest]:
+    """The codec's pivot for `body`, translated once, on first use (the API-key shortcut may
+    never need it). A body the codec refuses is the client's 400."""
+    built: list[PivotRequest] = []
+
+    def pivot() -> PivotRequest:
+        if not built:
+            try:
+                built.append(codec.request_to_pivot(body))
+            except CodecError as exc:
+                raise BadRequest(exc.message, param=exc.param, code="invalid_request") from None
+        return built[0]
+
+    return pivot
+
+
+async def generate(
+    ctx: RequestContext,
+    *,
+    codec: ModuleType,
+    body: Mapping[str, Any],
+    model: str,
+    stream: bool,
+    state: Mapping[str, Any] | None = None,
+    openai_path: str | None = None,
+    client_wants_usage: bool = False,
+) -> HttpResponse | StreamingHttpResponse:
+    """Serves one generate request in any dialect: the codec's pivot through the loop, the
+    answer back through the codec. `openai_path` offers the OpenAI-compatible shortcut (the
+    client's body as it is) to API-key credentials."""
+    ctx.model = model
+    pivot = _pivot_of(codec, body)
+    openai_body = b""
+    if openai_path is not None:
+        upstream_body = dict(body)
+        if stream and not client_wants_usage:
+            # Always ask for usage so the counters are right; the encoder hides it.
+            options = body.get("stream_options")
+            upstream_body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        openai_body = orjson.dumps(upstream_body)
+    call = UpstreamCall(
+        method="streamGenerateContent" if stream else "generateContent",
+        model=model,
+        pivot_body=lambda: pivot().body,
+        openai_path=openai_path,
+        openai_body=openai_body,
+        stream=stream,
+        client_wants_usage=client_wants_usage,
+    )
+    result = await forward(ctx, call=call)
+
+    def meta(backend: str) -> ReplyMeta:
+        # Only pivot answers are encoded, and their pivot has been built by then.
+        return ReplyMeta(
+            request_id=ctx.request_id,
+            model=model,
+            created=int(time.time()),
+            backend=backend,
+            state={**pivot().state, **(state or {})},
+        )
+
+    if isinstance(result, StreamStart):
+        encoder = result.encoder or codec.StreamEncoder(meta=meta(result.backend))
+        return stream_response(ctx, result, encoder=encoder, pivot=result.encoder is None)
+    if result.client_body is not None:
+        return json_response(ctx, result, result.client_body)
+    assert result.document is not None
+    backend = (
+        code_assist.BACKEND
+        if ctx.credential and ctx.credential.is_oauth
+        else gemini_api_key.BACKEND
+    )
+    body_out = codec.response_from_pivot(result.document, meta=meta(backend))
+    return json_response(ctx, result, orjson.dumps(body_out))
+
+
+async def native_call(
+    ctx: RequestContext, *, model: str, method: str, body: dict[str, Any]
+) -> HttpResponse:
+    """countTokens, embedContent and batchEmbedContents in Google's own shape."""
+    ctx.model = model
+    call = UpstreamCall(method=method, model=model, pivot_body=lambda: body)
+    result = await forward(ctx, call=call, api_key_only=method in API_KEY_ONLY_METHODS)
+    assert isinstance(result, Answer)
+    document = result.document if result.document is not None else {}
+    return json_response(ctx, result, orjson.dumps(document))
+
+
+async def openai_embeddings(
+    ctx: RequestContext, *, model: str, body: dict[str, Any]
+) -> HttpResponse:
+    """POST /v1/embeddings: API-key credentials only (Code Assist has no embeddings)."""
+    ctx.model = model
+    call = UpstreamCall(
+        method="embedContent",
+        model=model,
+        pivot_body=lambda: body,
+        openai_path="embeddings",
+        openai_body=orjson.dumps(body),
+    )
+    result = await forward(ctx, call=call, api_key_only=True)
+    assert isinstance(result, Answer) and result.client_body is not None
+    return json_response(ctx, result, result.client_body)
