@@ -8,6 +8,10 @@ from rotator import views
 proxy_patterns = [
     path("v1/chat/completions", views.chat_completions),
     path("chat/completions", views.chat_completions),
+    path("v1/responses", views.responses_create),
+    path("responses", views.responses_create),
+    path("v1/responses/<str:response_id>", views.response_retrieve),
+    path("responses/<str:response_id>", views.response_retrieve),
     path("v1/embeddings", views.embeddings),
     path("embeddings", views.embeddings),
     path("v1/models", views.v1_models),

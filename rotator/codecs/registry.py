@@ -2,9 +2,11 @@
 
 from types import ModuleType
 
-from rotator.codecs import gemini_native, openai_chat
+from rotator.codecs import gemini_native, openai_chat, openai_responses
 
-CODECS: dict[str, ModuleType] = {codec.NAME: codec for codec in (openai_chat, gemini_native)}
+CODECS: dict[str, ModuleType] = {
+    codec.NAME: codec for codec in (openai_chat, gemini_native, openai_responses)
+}
 
 
 def codec_of(name: str) -> ModuleType:

@@ -8,7 +8,7 @@ from rotator import clock
 from rotator.errors import BadRequest
 from rotator.models import StoredResponse
 from rotator.stored_responses import (
-    conversation_continue,
+    conversation_items,
     stored_response_find,
     stored_response_save,
 )
@@ -28,7 +28,7 @@ def test_a_stored_answer_continues_its_conversation(alice) -> None:
     stored_response_save(
         user_id=alice.user.id, response=response(1), input_items=first_input, now=now
     )
-    items = conversation_continue(
+    items = conversation_items(
         body={"previous_response_id": "resp_1", "input": "And now?"},
         user_id=alice.user.id,
         now=now,
@@ -45,7 +45,7 @@ def test_another_users_answer_is_not_found(alice, bob) -> None:
     stored_response_save(user_id=alice.user.id, response=response(1), input_items=[], now=now)
     assert stored_response_find(user_id=bob.user.id, response_id="resp_1", now=now) is None
     with pytest.raises(BadRequest) as refused:
-        conversation_continue(
+        conversation_items(
             body={"previous_response_id": "resp_1", "input": "x"}, user_id=bob.user.id, now=now
         )
     assert refused.value.code == "previous_response_not_found"
@@ -99,6 +99,6 @@ def test_a_ttl_of_zero_stores_nothing(alice, settings) -> None:
 
 
 def test_without_previous_response_id_the_input_is_the_items(alice) -> None:
-    assert conversation_continue(body={"input": "Hi"}, user_id=alice.user.id, now=clock.now()) == [
+    assert conversation_items(body={"input": "Hi"}, user_id=alice.user.id, now=clock.now()) == [
         {"type": "message", "role": "user", "content": "Hi"}
     ]
