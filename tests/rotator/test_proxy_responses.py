@@ -216,9 +216,9 @@ def test_errors_come_in_openai_shape_with_the_right_status(live, alice, charlie)
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve("resp_unknown")
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(
-            base_url=f"{live}/v1", api_key="rk-wrong", max_retries=0
-        ).responses.create(model=MODEL, input="hi")
+        openai.OpenAI(base_url=f"{live}/v1", api_key="rk-wrong", max_retries=0).responses.create(
+            model=MODEL, input="hi"
+        )
     with pytest.raises(openai.APIStatusError) as empty:
         client(live, charlie).responses.create(model=MODEL, input="hi")
     assert empty.value.status_code == 503
