@@ -1,19 +1,7 @@
 #!/usr/bin/env python
-"""Django's command-line utility for Rotator."""
+"""Django's command-line utility for Rotator (the same as the installed `rotator` command)."""
 
-import os
-import sys
-
-
-def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from config.boot import settings_load_or_exit
-
-    settings_load_or_exit()
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
-
+from config.cli import main
 
 if __name__ == "__main__":
     main()

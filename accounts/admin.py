@@ -30,7 +30,8 @@ from accounts.forms import (
     CredentialImportForm,
 )
 from accounts.models import ApiKey, Credential
-from rotator import clock
+from common import clock
+from rotator import credentials
 from rotator.admin import ChangedFieldsOnly, pools_rotate, until_text
 from rotator.models import Mark, UpstreamErrorLog
 from rotator.pool import marks_clear
@@ -519,13 +520,13 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     @admin.action(description="Enable (an invalid one returns to the pool)", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         ids = list(queryset.values_list("id", flat=True))
-        count = services.credentials_enable(credential_ids=ids, enabled=True)
+        count = credentials.credentials_enable(credential_ids=ids, enabled=True)
         self.message_user(request, f"Enabled {count} credential(s).")
 
     @admin.action(description="Disable", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         ids = list(queryset.values_list("id", flat=True))
-        count = services.credentials_enable(credential_ids=ids, enabled=False)
+        count = credentials.credentials_enable(credential_ids=ids, enabled=False)
         self.message_user(request, f"Disabled {count} credential(s).")
 
     @admin.action(description="Clear cooldowns (every model)", permissions=["change"])
@@ -536,6 +537,6 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     @admin.action(description="Check against upstream", permissions=["change"])
     def check_upstream(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         for credential in queryset:
-            result = services.credential_check(credential=credential, now=clock.now())
+            result = credentials.credential_check(credential=credential, now=clock.now())
             level = messages.SUCCESS if result.ok else messages.WARNING
             self.message_user(request, f"{credential.display_name}: {result.summary}", level)

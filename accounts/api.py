@@ -38,11 +38,10 @@ from accounts.services import (
     api_key_create,
     api_key_revoke,
     credential_add,
-    credential_check,
-    credentials_enable,
 )
-from rotator import clock
-from rotator.errors import RotatorError
+from common import clock
+from common.errors import RotatorError
+from rotator.credentials import credential_check, credentials_enable
 from rotator.models import Mark
 from rotator.pool import marks_clear, pool_rotate
 from rotator.render import openai_error_response

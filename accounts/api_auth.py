@@ -9,6 +9,7 @@ from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from accounts.secrets import secret_equals
+from common.naming import bearer_token
 
 if TYPE_CHECKING:
     # Not at run time: DRF imports this module while rest_framework.views is half loaded.
@@ -41,9 +42,10 @@ class MasterKeyAuthentication(BaseAuthentication):
     """
 
     def authenticate(self, request: "Request") -> tuple[AnonymousUser, MasterKey] | None:
-        scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer":
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if header.strip().partition(" ")[0].lower() != "bearer":
             return None
+        presented = bearer_token(header) or ""
         expected = settings.MASTER_API_KEY
         if not expected:
             raise PermissionDenied(MASTER_KEY_NOT_CONFIGURED)

@@ -17,15 +17,7 @@ from rotator.models import Mark
 from stats.models import UsageCounter
 
 USAGE_GROUPS = ("day", "user", "api_key", "credential", "model")
-USAGE_SUMS = (
-    "requests",
-    "successes",
-    "failures",
-    "rate_limited",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-)
+USAGE_SUMS = UsageCounter.COUNT_FIELDS
 
 
 def _ordered(queryset: QuerySet[Any], ordering: str | None, default: str) -> QuerySet[Any]:

@@ -5,7 +5,17 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
-from accounts.secrets import decrypt, mask
+from accounts.secrets import decrypt
+
+
+def api_key_refusal(*, revoked: bool, expires_at: datetime | None, now: datetime) -> str | None:
+    """Why a key may not be used at `now` (revoked, expired), or None: the one rule, for the
+    model and for the request path's cached view of it."""
+    if revoked:
+        return "This API key has been revoked."
+    if expires_at is not None and expires_at <= now:
+        return "This API key has expired."
+    return None
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
@@ -48,7 +58,7 @@ class ApiKey(models.Model):
         return self.expires_at is not None and self.expires_at <= now
 
     def is_usable(self, now: datetime) -> bool:
-        return not self.revoked and not self.is_expired(now)
+        return api_key_refusal(revoked=self.revoked, expires_at=self.expires_at, now=now) is None
 
 
 class CredentialQuerySet(models.QuerySet["Credential"]):
@@ -128,6 +138,3 @@ class Credential(models.Model):
 
     def secret(self) -> str:
         return decrypt(self.secret_encrypted)
-
-    def masked(self) -> str:
-        return self.secret_mask or mask(self.secret())

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from rotator.redact import secret_mask
+from common.redact import secret_mask
 
 
 class SecretUnreadable(Exception):
@@ -55,11 +55,6 @@ def decrypt(token: str) -> str:
 def digest(secret: str) -> str:
     """SHA-256 hex digest: how API keys are stored and looked up."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def digest_matches(secret: str, expected_digest: str) -> bool:
-    """Constant-time comparison of a secret against a stored digest."""
-    return hmac.compare_digest(digest(secret), expected_digest)
 
 
 def secret_equals(given: str, expected: str) -> bool:

@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Credential
 from accounts.services import OAuthAccount, api_key_secret_validate, oauth_account_parse
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 
 # PositiveIntegerField's ceiling: anything larger would fail in the database, not here.

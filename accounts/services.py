@@ -1,4 +1,4 @@
-"""Business rules for API keys and credentials: create, import, check, enable.
+"""Business rules for API keys and credentials: create, revoke, import.
 
 Admin actions, management commands, the REST API and Celery tasks all call these.
 """
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -21,7 +20,7 @@ from django.db import transaction
 
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest, encrypt, mask
-from rotator.models import PoolState
+from common.naming import model_bare
 
 API_KEY_PATTERN = re.compile(r"[A-Za-z0-9._\-]{20,200}")
 OUR_KEY_PATTERN = re.compile(r"\S{8,200}")
@@ -59,7 +58,7 @@ def api_key_create(
         prefix=mask(secret),
         digest=key_digest,
         expires_at=expires_at,
-        allowed_models=[m.removeprefix("models/") for m in allowed_models],
+        allowed_models=[model_bare(m) for m in allowed_models],
         requests_per_minute=requests_per_minute,
         requests_per_day=requests_per_day,
     )
@@ -191,9 +190,8 @@ def credential_add(
         label = label or oauth.email
     secret_digest = digest(secret)
     with transaction.atomic():
-        # Lock the pool row so concurrent adds agree on the count and the oldest.
-        state, _ = PoolState.objects.get_or_create(user=user)
-        PoolState.objects.select_for_update().filter(pk=state.pk).first()
+        # Lock the owner's row so concurrent adds agree on the count and the oldest.
+        User.objects.select_for_update().filter(pk=user.pk).first()
         existing = Credential.objects.filter(user=user, secret_digest=secret_digest).first()
         if existing is not None:
             if oauth is None:
@@ -332,91 +330,14 @@ def credentials_import_env(*, user: User, environ: Mapping[str, str]) -> ImportS
     return summary
 
 
-def credentials_enable(*, credential_ids: Iterable[int], enabled: bool) -> int:
-    """Enables or disables credentials; enabling also clears an invalid status. Returns count."""
-    from rotator.pool import pool_invalidate
-
-    rows = Credential.objects.filter(id__in=list(credential_ids))
-    users = set(rows.values_list("user_id", flat=True))
-    changes: dict[str, Any] = {"enabled": enabled}
-    if enabled:
-        changes["status"] = Credential.Status.ACTIVE
-    count = rows.update(**changes)
-    for user_id in users:
-        pool_invalidate(user_id=user_id)
-    return count
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    credential_id: int
-    ok: bool
-    message: str
-
-    @property
-    def summary(self) -> str:
-        return ("ok" if self.ok else "failed") + (f": {self.message}" if self.message else "")
-
-
-def credential_check(*, credential: Credential, now: datetime) -> CheckResult:
-    """Asks upstream whether a credential works with one cheap call (a one-model list for an
-    API key, a token refresh for an OAuth account). A pass restores an invalid credential; a
-    definite refusal marks it invalid with upstream's newest message."""
-    from rotator.classify import Outcome, Verdict, upstream_answer_classify
-    from rotator.oauth import token_refresh
-    from rotator.pool import credential_invalidate, credential_restore
-
-    verdict: Verdict
-    if credential.kind == Credential.Kind.GEMINI_OAUTH:
-        result = token_refresh(credential_id=credential.id, margin_seconds=None, stale_token=None)
-        verdict = result if isinstance(result, Verdict) else Verdict(Outcome.OK)
-    else:
-        secret = credential.secret()
-        try:
-            response = httpx.get(
-                f"{settings.GEMINI_UPSTREAM_URL}/models",
-                params={"pageSize": 1},
-                headers={"x-goog-api-key": secret},
-                timeout=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-            )
-            verdict = upstream_answer_classify(
-                status=response.status_code, body=response.content, secrets=(secret,)
-            )
-        except httpx.HTTPError as exc:
-            verdict = Verdict(
-                Outcome.TRANSIENT, message=f"upstream unreachable: {type(exc).__name__}"
-            )
-    if verdict.outcome is Outcome.OK:
-        if credential.status == Credential.Status.INVALID:
-            credential_restore(credential_id=credential.id)
-        return CheckResult(credential_id=credential.id, ok=True, message="")
-    if verdict.outcome in (Outcome.INVALID, Outcome.SUSPENDED, Outcome.UNAUTHENTICATED):
-        credential_invalidate(
-            credential_id=credential.id,
-            message=verdict.message,
-            status=None,
-            now=now,
-            suspended=verdict.outcome is Outcome.SUSPENDED,
-        )
-    return CheckResult(credential_id=credential.id, ok=False, message=verdict.message)
-
-
-@dataclass(frozen=True, slots=True)
-class RecheckSummary:
-    checked: int
-    restored: int
-
-    @property
-    def summary(self) -> str:
-        return f"re-checked {self.checked} invalid credential(s), {self.restored} restored"
-
-
-def credentials_recheck(*, now: datetime) -> RecheckSummary:
-    """Re-checks every enabled invalid credential (the hourly beat task)."""
-    invalid = Credential.objects.filter(enabled=True, status=Credential.Status.INVALID)
-    restored = checked = 0
-    for credential in invalid:
-        checked += 1
-        if credential_check(credential=credential, now=now).ok:
-            restored += 1
-    return RecheckSummary(checked=checked, restored=restored)
+def first_steps_pending() -> list[str]:
+    """What a new install still lacks, in the order an operator adds it: "operator" (an
+    active staff user, for /admin and everyone's /stat), "api_key", "credential"."""
+    pending = []
+    if not User.objects.filter(is_staff=True, is_active=True).exists():
+        pending.append("operator")
+    if not ApiKey.objects.exists():
+        pending.append("api_key")
+    if not Credential.objects.exists():
+        pending.append("credential")
+    return pending

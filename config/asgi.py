@@ -24,7 +24,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
-from rotator.redact import SecretRedactFilter  # noqa: E402
+from common.redact import SecretRedactFilter  # noqa: E402
 
 browser_application = get_asgi_application()
 

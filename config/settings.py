@@ -349,6 +349,7 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}"
     )
+_HTTP_CLIENT_LOG_LEVEL = "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -358,6 +359,12 @@ LOGGING = {
     "loggers": {
         # Django logs 4xx responses as warnings; the request log line already covers them.
         "django.request": {"level": "ERROR"},
+        # The HTTP client libraries log every upstream call at INFO ("HTTP Request: POST ..."),
+        # a second line per request beside rotator.request's, and one carrying upstream URLs.
+        # Their warnings and errors still show, and LOG_LEVEL=DEBUG brings everything back.
+        "httpx": {"level": _HTTP_CLIENT_LOG_LEVEL},
+        "httpcore": {"level": _HTTP_CLIENT_LOG_LEVEL},
+        "aiohttp": {"level": _HTTP_CLIENT_LOG_LEVEL},
     },
 }
 

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from config.views import landing
 from rotator import views
 
 proxy_patterns = [
@@ -25,6 +26,7 @@ proxy_patterns = [
 
 urlpatterns = [
     *proxy_patterns,
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("", include("stats.urls")),
     path("", include("accounts.urls")),

@@ -15,7 +15,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from accounts.models import Credential
-from rotator import clock
+from common import clock
 from rotator.models import KeyRateWindow, Mark, PoolState, UpstreamErrorLog
 from rotator.pool import marks_clear, pool_rotate
 

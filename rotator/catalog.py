@@ -5,6 +5,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from common.naming import model_bare
 from rotator import oauth, pool
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
@@ -22,7 +23,7 @@ async def models_list(ctx: RequestContext) -> list[dict[str, Any]]:
 
 def model_id(native: dict[str, Any]) -> str:
     """A native model object's id without Google's "models/" prefix."""
-    return str(native.get("name", "")).removeprefix("models/")
+    return model_bare(str(native.get("name", "")))
 
 
 async def _models_fetch(credential: CredentialView) -> list[dict[str, Any]] | None:

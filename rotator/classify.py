@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rotator.redact import message_clean
+from common.redact import message_clean
 
 
 class Outcome(enum.StrEnum):
@@ -66,7 +66,7 @@ _SUSPENSION_PHRASES = ("terms of service", "account has been disabled", "account
 @dataclass(frozen=True, slots=True)
 class Verdict:
     outcome: Outcome
-    # Upstream's own message, redacted and cleaned (rotator.redact.message_clean).
+    # Upstream's own message, redacted and cleaned (common.redact.message_clean).
     message: str = ""
     # From RetryInfo.retryDelay or "Please retry in 34.07s"; None when Google gave none.
     retry_delay_seconds: float | None = None
@@ -207,7 +207,7 @@ def upstream_answer_classify(
 
     Any 2xx is OK without reading the body (that is `success_body_classify`'s job). The
     message, status, reason and quota id are redacted with `secrets` and the credential
-    patterns of rotator.redact. Never raises, whatever the body.
+    patterns of common.redact. Never raises, whatever the body.
     """
     if 200 <= status <= 299:
         return Verdict(outcome=Outcome.OK)

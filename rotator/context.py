@@ -4,8 +4,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from common.events import RequestAnswered, request_emit
 from rotator.pool import CredentialView, KeyView
-from stats.metrics import request_observe
 
 logger = logging.getLogger("rotator.request")
 
@@ -35,12 +35,14 @@ def request_log(ctx: RequestContext) -> None:
     same facts for /metrics."""
     prompt, completion, total = ctx.usage or (0, 0, 0)
     credential_label = ctx.credential.display_name if ctx.credential else "-"
-    request_observe(
-        model=ctx.model,
-        dialect=ctx.dialect,
-        status=ctx.status,
-        credential_label=credential_label,
-        upstream_seconds=ctx.upstream_seconds,
+    request_emit(
+        RequestAnswered(
+            model=ctx.model,
+            dialect=ctx.dialect,
+            status=ctx.status,
+            credential_label=credential_label,
+            upstream_seconds=ctx.upstream_seconds,
+        )
     )
     logger.info(
         "request_id=%s key=%s credential=%s model=%s dialect=%s attempts=%d status=%d "

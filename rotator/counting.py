@@ -1,11 +1,11 @@
 """Every attempt and every refusal becomes one usage event: the single place the request path
 counts."""
 
-from rotator import clock
+from common import clock
+from common.events import UsageEvent, usage_emit
 from rotator.classify import Outcome, Verdict
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
-from stats.usage import UsageEvent, usage_record
 
 
 def attempt_count(
@@ -23,7 +23,7 @@ def attempt_count(
     prompt, completion, total = usage or (0, 0, 0)
     if verdict is not None:
         rate_limited = verdict.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED)
-    usage_record(
+    usage_emit(
         UsageEvent(
             day=clock.quota_day(now),
             user_id=ctx.key.user_id,

@@ -8,13 +8,17 @@ that Redis is rebuilt from after a restart.
 from django.conf import settings
 from django.db import models
 
+from rotator.selection import Strategy
+
+# The strategies are rotator.selection's (it reads them on every pick); these are their labels.
+STRATEGY_CHOICES = [
+    (Strategy.ROUND_ROBIN.value, "Round robin (spread load)"),
+    (Strategy.FILL_FIRST.value, "Fill first (stay on one credential until it fails)"),
+]
+
 
 class PoolState(models.Model):
     """One row per user: the pool's selection strategy, shared cursor and change version."""
-
-    class Strategy(models.TextChoices):
-        ROUND_ROBIN = "round_robin", "Round robin (spread load)"
-        FILL_FIRST = "fill_first", "Fill first (stay on one credential until it fails)"
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -23,7 +27,7 @@ class PoolState(models.Model):
         related_name="pool_state",
     )
     strategy = models.CharField(
-        max_length=20, choices=Strategy.choices, default=Strategy.ROUND_ROBIN
+        max_length=20, choices=STRATEGY_CHOICES, default=Strategy.ROUND_ROBIN
     )
     cursor = models.BigIntegerField(default=0)
     version = models.BigIntegerField(

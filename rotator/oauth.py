@@ -17,7 +17,7 @@ from django.conf import settings
 
 from accounts.models import Credential
 from accounts.secrets import decrypt, encrypt
-from rotator import clock
+from common import clock
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
 from rotator.orm import orm_call, orm_call_slow
 from rotator.pool import credential_invalidate

@@ -15,14 +15,8 @@ import orjson
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
-from rotator import clock, pool
-from rotator.adapters import code_assist, gemini_api_key, openai_compat
-from rotator.adapters.base import Adapter, Answer, Failure, StreamStart, UpstreamCall
-from rotator.classify import Outcome
-from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
-from rotator.context import RequestContext
-from rotator.counting import attempt_count
-from rotator.errors import (
+from common import clock
+from common.errors import (
     BadRequest,
     NoCredentialAvailable,
     PoolEmpty,
@@ -30,6 +24,13 @@ from rotator.errors import (
     UpstreamError,
     UpstreamUnreachable,
 )
+from rotator import pool
+from rotator.adapters import code_assist, gemini_api_key, openai_compat
+from rotator.adapters.base import Adapter, Answer, Failure, StreamStart, UpstreamCall
+from rotator.classify import Outcome
+from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
+from rotator.context import RequestContext
+from rotator.counting import attempt_count
 from rotator.pool import CredentialView
 from rotator.respond import json_response, stream_response
 

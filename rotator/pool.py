@@ -17,17 +17,18 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from accounts.models import ApiKey, Credential
+from accounts.models import ApiKey, Credential, api_key_refusal
 from accounts.secrets import decrypt, digest
-from rotator import clock
-from rotator.classify import Outcome, Verdict
-from rotator.errors import (
+from common import clock
+from common.errors import (
     AuthenticationFailed,
     KeyLimitExceeded,
     ModelNotAllowed,
     NoCredentialAvailable,
     PoolEmpty,
 )
+from common.naming import model_bare
+from rotator.classify import Outcome, Verdict
 from rotator.models import Mark, PoolState, UpstreamErrorLog
 from rotator.orm import orm_call
 from rotator.selection import NonePicked, Picked, Strategy, first_in_line
@@ -62,11 +63,7 @@ class KeyView:
     requests_per_day: int | None
 
     def refusal(self, now: datetime) -> str | None:
-        if self.revoked:
-            return "This API key has been revoked."
-        if self.expires_at is not None and self.expires_at <= now:
-            return "This API key has expired."
-        return None
+        return api_key_refusal(revoked=self.revoked, expires_at=self.expires_at, now=now)
 
 
 @dataclass(slots=True)
@@ -127,14 +124,10 @@ def _key_view(row: ApiKey) -> KeyView:
         prefix=row.prefix,
         revoked=row.revoked,
         expires_at=row.expires_at,
-        allowed_models=frozenset(_model_bare(m) for m in row.allowed_models or ()),
+        allowed_models=frozenset(model_bare(m) for m in row.allowed_models or ()),
         requests_per_minute=row.requests_per_minute,
         requests_per_day=row.requests_per_day,
     )
-
-
-def _model_bare(model: str) -> str:
-    return model.removeprefix("models/")
 
 
 def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[str, dict[int, int]]]:
@@ -282,9 +275,9 @@ async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyVi
 
 def model_check(*, key: KeyView, model: str) -> None:
     """Raises ModelNotAllowed when the key is limited to other models."""
-    if key.allowed_models and _model_bare(model) not in key.allowed_models:
+    if key.allowed_models and model_bare(model) not in key.allowed_models:
         raise ModelNotAllowed(
-            f"This API key may not use model '{_model_bare(model)}'.", code="model_not_allowed"
+            f"This API key may not use model '{model_bare(model)}'.", code="model_not_allowed"
         )
 
 
@@ -301,7 +294,7 @@ async def credential_pick(
     PoolEmpty (nothing usable at all) or NoCredentialAvailable (all cooling down; carries
     Retry-After). Counts the key's rate windows on the first attempt.
     """
-    model = _model_bare(model)
+    model = model_bare(model)
     snapshot = _snapshots.get(key.user_id)
     if snapshot is None:
         snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
@@ -406,7 +399,7 @@ async def credential_report(
 ) -> None:
     """Learns from one upstream answer: marks the credential (and its project peers) for the
     model, invalidates it, or counts a transient failure toward the circuit breaker."""
-    model = _model_bare(model)
+    model = model_bare(model)
     outcome = verdict.outcome
     if outcome is Outcome.OK:
         if _failures:
@@ -663,7 +656,7 @@ async def retry_after_for(*, key: KeyView, model: str, now: datetime) -> int:
     snapshot = await _snapshot_current(user_id=key.user_id)
     return await orm_call(_soonest_back)(
         user_id=key.user_id,
-        model=_model_bare(model),
+        model=model_bare(model),
         pool_size=len(snapshot.ordered_ids),
         now=now,
     )
@@ -717,7 +710,7 @@ async def models_for_pool(
         if models is not None:
             break
     if models is None:
-        from rotator.errors import UpstreamUnreachable
+        from common.errors import UpstreamUnreachable
 
         raise UpstreamUnreachable(
             "Could not list models from upstream.", code="upstream_unreachable"

@@ -4,8 +4,8 @@ the dialect's codec, the status and Retry-After from the error. Nothing else bui
 import orjson
 from django.http import HttpResponse
 
+from common.errors import RotatorError
 from rotator.codecs.registry import codec_of
-from rotator.errors import RotatorError
 
 
 def error_response(exc: RotatorError, *, dialect: str) -> HttpResponse:

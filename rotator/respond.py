@@ -6,12 +6,13 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 
-from rotator import clock, pool
+from common import clock
+from common.errors import UpstreamError, UpstreamUnreachable
+from rotator import pool
 from rotator.adapters.base import Answer, StreamEncoder, StreamStart
 from rotator.adapters.http import STREAM_ERRORS, InBandError, transport_verdict
 from rotator.context import RequestContext, request_log
 from rotator.counting import attempt_count
-from rotator.errors import UpstreamError, UpstreamUnreachable
 
 
 def json_response(ctx: RequestContext, answer: Answer, body: bytes) -> HttpResponse:

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from rotator import clock
-from rotator.errors import BadRequest, NotFound
+from common import clock
+from common.errors import BadRequest, NotFound
 from rotator.models import StoredResponse
 from rotator.orm import orm_call
 

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from rotator import clock, oauth, pool
+from common import clock
+from rotator import oauth, pool
 
 
 @shared_task
@@ -17,6 +18,6 @@ def quotas_reset_task() -> str:
 
 @shared_task
 def credentials_recheck_task() -> str:
-    from accounts.services import credentials_recheck
+    from rotator.credentials import credentials_recheck
 
     return credentials_recheck(now=clock.now()).summary

@@ -21,10 +21,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from redis.exceptions import RedisError
 
-from rotator import catalog, clock, pipeline, pool, stored_responses
-from rotator.codecs import gemini_native, openai_chat, openai_responses
-from rotator.context import RequestContext, request_log
-from rotator.errors import (
+from common import clock
+from common.errors import (
     BadRequest,
     MethodNotAllowed,
     NotFound,
@@ -32,6 +30,10 @@ from rotator.errors import (
     RotatorError,
     StateUnavailable,
 )
+from common.naming import bearer_token, model_bare
+from rotator import catalog, pipeline, pool, stored_responses
+from rotator.codecs import gemini_native, openai_chat, openai_responses
+from rotator.context import RequestContext, request_log
 from rotator.orm import orm_call
 from rotator.render import error_response
 from rotator.state import state_backend
@@ -133,9 +135,9 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
 
 def presented_key(request: HttpRequest) -> str | None:
     """The caller's key, as OpenAI clients send it or as Google clients do."""
-    authorization = request.headers.get("authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
+    authorization = request.headers.get("authorization")
+    if authorization:
+        return bearer_token(authorization)
     return request.headers.get("x-goog-api-key") or request.GET.get("key") or None
 
 
@@ -176,7 +178,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 def _model_name(value: Any, *, param: str | None) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"'{param or 'model'}' is required.", param=param, code="missing_model")
-    name = value.removeprefix("models/")
+    name = model_bare(value)
     if not MODEL_NAME.fullmatch(name):
         raise BadRequest(
             "Model names contain only letters, digits, '.', '_' and '-'.",

@@ -30,13 +30,7 @@ class UsageCounterAdmin(ReadOnlyAdmin):
         "api_key",
         "credential_label",
         "model",
-        "requests",
-        "successes",
-        "failures",
-        "rate_limited",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
+        *UsageCounter.COUNT_FIELDS,
     )
     list_filter = ("day", "model", "user")
     search_fields = ("model", "credential_label", "user__username", "api_key__name")

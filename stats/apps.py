@@ -6,3 +6,12 @@ from django.apps import AppConfig
 class StatsConfig(AppConfig):
     name = "stats"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The request path emits; the counters listen (common.events keeps the apps layered).
+        from common.events import request_listen, usage_listen
+        from stats.metrics import request_observe
+        from stats.usage import usage_record
+
+        usage_listen(usage_record)
+        request_listen(request_observe)

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rotator import clock
+from common import clock
+from common.events import RequestAnswered
 from stats.selectors import credential_states
 
 REGISTRY = CollectorRegistry(auto_describe=False)
@@ -55,17 +56,19 @@ class _CredentialStates(Collector):
 REGISTRY.register(_CredentialStates())
 
 
-def request_observe(
-    *, model: str, dialect: str, status: int, credential_label: str, upstream_seconds: float
-) -> None:
-    """Counts one answered client request and its upstream wait. Called once per request by
-    the request log; requests that never reached upstream (upstream_seconds 0) are counted
-    but add nothing to the latency histogram."""
+def request_observe(event: RequestAnswered) -> None:
+    """Counts one answered client request and its upstream wait (subscribed to the request
+    log's events); requests that never reached upstream (upstream_seconds 0) are counted but
+    add nothing to the latency histogram."""
+    model = event.model or "-"
     REQUESTS.labels(
-        model=model or "-", dialect=dialect, status=str(status), credential=credential_label or "-"
+        model=model,
+        dialect=event.dialect,
+        status=str(event.status),
+        credential=event.credential_label or "-",
     ).inc()
-    if upstream_seconds > 0:
-        UPSTREAM_SECONDS.labels(model=model or "-", dialect=dialect).observe(upstream_seconds)
+    if event.upstream_seconds > 0:
+        UPSTREAM_SECONDS.labels(model=model, dialect=event.dialect).observe(event.upstream_seconds)
 
 
 def metrics_render() -> bytes:

@@ -13,6 +13,17 @@ class UsageCounter(models.Model):
     becomes NULL, so history never merges into another row.
     """
 
+    # The counted columns, in display order: every reader and writer of counters uses this.
+    COUNT_FIELDS = (
+        "requests",
+        "successes",
+        "failures",
+        "rate_limited",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+    )
+
     bucket = models.CharField(max_length=300, unique=True)
     day = models.DateField(db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)

@@ -15,21 +15,13 @@ from django.db.models import Count, Q, Sum
 
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
-from rotator import clock
+from common import clock
 from rotator.models import Mark, PoolState
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 
 SERIES_DAYS = 30
-_SUMS = (
-    "requests",
-    "successes",
-    "failures",
-    "rate_limited",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-)
+_SUMS = UsageCounter.COUNT_FIELDS
 # What a credential's row shows, worst first: /stat groups and sorts rows in this order.
 # "invalid" and "suspended" are the credential's own status and block every model.
 STATES = ("invalid", "suspended", "exhausted", "rate_limited", "unavailable", "ok", "disabled")

@@ -21,36 +21,12 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, Value, When
 
 from accounts.models import ApiKey, Credential
+from common.events import UsageEvent
 from stats.models import UsageCounter
 
 logger = logging.getLogger("stats.usage")
 
-_FIELDS = (
-    "requests",
-    "successes",
-    "failures",
-    "rate_limited",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
-    """One upstream attempt (or one refused request) to count."""
-
-    day: date
-    user_id: int
-    api_key_id: int | None
-    credential_id: int | None
-    credential_label: str
-    model: str
-    success: bool
-    rate_limited: bool = False
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+_FIELDS = UsageCounter.COUNT_FIELDS
 
 
 _BucketKey = tuple[date, int, int | None, int | None, str]

@@ -18,8 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from accounts.models import ApiKey
 from accounts.secrets import secret_equals
-from rotator import clock
-from rotator.errors import AuthenticationFailed, RotatorError
+from common import clock
+from common.errors import AuthenticationFailed, RotatorError
+from common.naming import bearer_token
 from rotator.render import error_response
 from stats import selectors
 from stats.metrics import metrics_render
@@ -130,8 +131,7 @@ def stat_signout(request: HttpRequest) -> HttpResponse:
 
 
 def _bearer(request: HttpRequest) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    return bearer_token(request.headers.get("authorization", "")) or ""
 
 
 def _token_refusal(request: HttpRequest, *, expected: str, disabled: str) -> HttpResponse | None:

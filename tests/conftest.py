@@ -31,7 +31,8 @@ def fake_gemini() -> Iterator[FakeGemini]:
 @pytest.fixture(autouse=True)
 def _isolated(settings, fake_gemini: FakeGemini) -> Iterator[None]:
     """Per test: upstream points at the fake, its own Redis namespace, clean process state."""
-    from rotator import clock, oauth, pool
+    from common import clock
+    from rotator import oauth, pool
     from stats import usage
 
     fake_gemini.reset()

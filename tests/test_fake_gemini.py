@@ -847,3 +847,596 @@ def test_the_command_line_server_can_be_steered_over_http(client: httpx.Client) 
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+# -- as strict as Google: schemas ----------------------------------------------------------------
+
+G3 = "gemini-3-flash-preview"
+G3_PRO = "gemini-3.1-pro-preview"
+WEATHER_PROMPT = {"role": "user", "parts": [{"text": "What is the weather in Paris?"}]}
+
+
+def with_parameters(parameters: dict[str, Any], *, field: str = "parameters") -> dict[str, Any]:
+    declaration = {"name": "get_weather", field: parameters}
+    return {"contents": [WEATHER_PROMPT], "tools": [{"functionDeclarations": [declaration]}]}
+
+
+def refusal(response: httpx.Response) -> str:
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and error["code"] == 400
+    return str(error["message"])
+
+
+DECLARATION = "GenerateContentRequest.tools[0].function_declarations[0].parameters"
+
+
+def test_an_array_without_items_is_refused(fake: FakeGemini, client: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"tags": {"type": "array"}}}
+    message = refusal(generate(fake, client, with_parameters(schema)))
+    assert message == f"* {DECLARATION}.properties[tags].items: missing field.\n"
+
+
+def test_properties_on_a_non_object_or_untyped_node_are_refused(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "properties": {"x": {"type": "string"}}},
+            "options": {"properties": {"deep": {"type": "boolean"}}},
+        },
+    }
+    message = refusal(generate(fake, client, with_parameters(schema)))
+    assert f"* {DECLARATION}.properties[path].properties: only allowed for OBJECT type\n" in message
+    assert f"* {DECLARATION}.properties[options].properties: only allowed for OBJECT type\n" in (
+        message
+    )
+
+
+def test_empty_nested_properties_are_refused(fake: FakeGemini, client: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"opts": {"type": "object", "properties": {}}}}
+    message = refusal(generate(fake, client, with_parameters(schema)))
+    assert message == (
+        f"* {DECLARATION}.properties[opts].properties: should be non-empty for OBJECT type\n"
+    )
+    # An empty top-level object is how a function without arguments is declared.
+    empty = {"type": "object", "properties": {}}
+    assert generate(fake, client, with_parameters(empty)).status_code == 200
+
+
+def test_untyped_nodes_are_refused_unless_they_use_any_of(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "value": {"description": "anything"},
+            "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        },
+    }
+    message = refusal(generate(fake, client, with_parameters(schema)))
+    assert message == (
+        f"* {DECLARATION}.properties[value].type: must be specified when not using one_of, "
+        "any_of or all_of fields\n"
+    )
+
+
+def test_unknown_schema_keywords_fail_proto_parsing_one_line_each(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"n": {"type": "integer", "exclusiveMinimum": 0, "const": 3}},
+    }
+    response = generate(fake, client, with_parameters(schema))
+    lines = refusal(response).split("\n")
+    at = "tools[0].function_declarations[0].parameters"
+    assert lines == [
+        f"Invalid JSON payload received. Unknown name \"$schema\" at '{at}': Cannot find field.",
+        'Invalid JSON payload received. Unknown name "additionalProperties" at '
+        f"'{at}': Cannot find field.",
+        'Invalid JSON payload received. Unknown name "exclusiveMinimum" at '
+        f"'{at}.properties[0].value': Cannot find field.",
+        f"Invalid JSON payload received. Unknown name \"const\" at '{at}.properties[0].value': "
+        "Cannot find field.",
+    ]
+    [bad_request] = _details(response.json()["error"], "BadRequest")
+    assert [v["field"] for v in bad_request["fieldViolations"]] == [
+        at,
+        at,
+        f"{at}.properties[0].value",
+        f"{at}.properties[0].value",
+    ]
+
+
+def test_a_type_list_is_refused(fake: FakeGemini, client: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"s": {"type": ["string", "null"]}}}
+    message = refusal(generate(fake, client, with_parameters(schema)))
+    assert message == (
+        'Invalid JSON payload received. Unknown name "type" at '
+        "'tools[0].function_declarations[0].parameters.properties[0].value': "
+        "Proto field is not repeating, cannot start list."
+    )
+
+
+def test_required_must_name_a_defined_property(fake: FakeGemini, client: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a", "b"]}
+    message = refusal(generate(fake, client, with_parameters(schema)))
+    assert message == f"* {DECLARATION}.required[1]: property is not defined\n"
+
+
+def test_the_response_schema_follows_the_same_rules(fake: FakeGemini, client: httpx.Client) -> None:
+    config = {
+        "responseMimeType": "application/json",
+        "responseSchema": {"type": "object", "properties": {"list": {"type": "array"}}},
+    }
+    message = refusal(generate(fake, client, {**HELLO, "generationConfig": config}))
+    assert message == (
+        "* GenerateContentRequest.generation_config.response_schema.properties[list].items: "
+        "missing field.\n"
+    )
+
+
+def test_code_assist_names_schema_fields_under_request(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.oauth_account_add(refresh_token=REFRESH, project_id="proj-1")
+    token = access_token(fake, client)
+    bad = {"type": "object", "properties": {"tags": {"type": "array"}}}
+    body = {"model": FLASH, "project": "proj-1", "request": with_parameters(bad)}
+    message = refusal(code_assist(fake, client, "generateContent", token, body))
+    assert message == (
+        "* request.tools[0].function_declarations[0].parameters.properties[tags].items: "
+        "missing field.\n"
+    )
+    unknown = {"type": "object", "$schema": "x"}
+    body = {"model": FLASH, "project": "proj-1", "request": with_parameters(unknown)}
+    message = refusal(code_assist(fake, client, "generateContent", token, body))
+    assert "at 'request.tools[0].function_declarations[0].parameters'" in message
+
+
+MCP_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string", "format": "uri"},
+        "tags": {"type": "array"},
+        "node": {"$ref": "#/$defs/node"},
+        "mode": {"anyOf": [{"const": "a"}, {"type": ["string", "null"]}]},
+    },
+    "required": ["path"],
+    "$defs": {"node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/node"}}}},
+}
+
+
+def test_json_schema_fields_accept_what_the_classic_ones_refuse(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    body = with_parameters(MCP_SCHEMA, field="parametersJsonSchema")
+    candidate = generate(fake, client, body).json()["candidates"][0]
+    assert candidate["content"]["parts"][0]["functionCall"]["name"] == "get_weather"
+    config = {"responseMimeType": "application/json", "responseJsonSchema": MCP_SCHEMA}
+    assert generate(fake, client, {**HELLO, "generationConfig": config}).status_code == 200
+    assert refusal(generate(fake, client, with_parameters(MCP_SCHEMA)))
+
+
+def test_json_schema_fields_have_their_own_refusals(fake: FakeGemini, client: httpx.Client) -> None:
+    both = with_parameters({"type": "object"})
+    both["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"] = {"type": "object"}
+    assert "cannot both be set" in refusal(generate(fake, client, both))
+    dangling = {"type": "object", "properties": {"p": {"anyOf": [{}, {"$ref": "#/$defs/gone"}]}}}
+    message = refusal(
+        generate(fake, client, with_parameters(dangling, field="parametersJsonSchema"))
+    )
+    assert "reference to undefined schema at properties.p.anyOf.1" in message
+    no_mime = {**HELLO, "generationConfig": {"responseJsonSchema": {"type": "object"}}}
+    assert "response_mime_type" in refusal(generate(fake, client, no_mime))
+
+
+# -- as strict as Google: thought signatures (Gemini 3) ------------------------------------------
+
+
+def signed_by(signature: str) -> str:
+    raw = base64.b64decode(signature)
+    assert raw.startswith(b"fake-thought-signature/")
+    return raw.split(b"/")[1].decode()
+
+
+def weather_call(fake: FakeGemini, client: httpx.Client, **kwargs: Any) -> dict[str, Any]:
+    body = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL]}
+    response = generate(fake, client, body, model=G3, **kwargs)
+    assert response.status_code == 200, response.text
+    return dict(response.json()["candidates"][0]["content"])
+
+
+def after_call(model_content: dict[str, Any], responses: int = 1) -> dict[str, Any]:
+    answer = {"functionResponse": {"name": "get_weather", "response": {"temp": 20}}}
+    return {
+        "contents": [
+            WEATHER_PROMPT,
+            model_content,
+            {"role": "user", "parts": [answer] * responses},
+        ],
+        "tools": [WEATHER_TOOL],
+    }
+
+
+def test_gemini_3_signs_the_function_call_and_the_text(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    content = weather_call(fake, client)
+    [part] = content["parts"]
+    assert part["functionCall"]["name"] == "get_weather"
+    assert signed_by(part["thoughtSignature"]) == "gemini-api"
+    text = generate(fake, client, model=G3).json()["candidates"][0]["content"]["parts"]
+    assert signed_by(text[-1]["thoughtSignature"]) == "gemini-api"
+    # 2.5 answers here carry no signature.
+    assert (
+        "thoughtSignature"
+        not in generate(fake, client).json()["candidates"][0]["content"]["parts"][0]
+    )
+
+
+def test_gemini_3_signs_the_first_call_of_a_stream(fake: FakeGemini, client: httpx.Client) -> None:
+    body = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL]}
+    response = generate(
+        fake, client, body, model=G3, method="streamGenerateContent", query="?alt=sse"
+    )
+    [event] = [json.loads(e) for e in sse_events(response.text)]
+    assert "thoughtSignature" in event["candidates"][0]["content"]["parts"][0]
+    text = generate(fake, client, model=G3, method="streamGenerateContent", query="?alt=sse")
+    events = [json.loads(e) for e in sse_events(text.text)]
+    assert [("thoughtSignature" in e["candidates"][0]["content"]["parts"][-1]) for e in events] == [
+        False,
+        False,
+        True,
+    ]
+
+
+def test_a_replayed_signed_call_is_accepted(fake: FakeGemini, client: httpx.Client) -> None:
+    response = generate(fake, client, after_call(weather_call(fake, client)), model=G3)
+    assert response.status_code == 200, response.text
+    assert response.json()["candidates"][0]["content"]["parts"][0]["text"] == (
+        "Result from get_weather received."
+    )
+
+
+def test_a_current_turn_call_without_its_signature_is_refused(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    content = weather_call(fake, client)
+    del content["parts"][0]["thoughtSignature"]
+    message = refusal(generate(fake, client, after_call(content), model=G3))
+    assert message == (
+        "Function call is missing a thought_signature in functionCall parts. This is required "
+        "for tools to work correctly, and missing thought_signature may lead to degraded model "
+        "performance. Additional data, function call `default_api:get_weather`, position 2. "
+        "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more "
+        "details."
+    )
+    # 2.5 does not check.
+    assert generate(fake, client, after_call(content)).status_code == 200
+
+
+def test_the_skip_value_switches_the_check_off(fake: FakeGemini, client: httpx.Client) -> None:
+    content = weather_call(fake, client)
+    content["parts"][0]["thoughtSignature"] = "skip_thought_signature_validator"
+    assert generate(fake, client, after_call(content), model=G3).status_code == 200
+
+
+def test_earlier_turns_are_not_checked(fake: FakeGemini, client: httpx.Client) -> None:
+    content = weather_call(fake, client)
+    del content["parts"][0]["thoughtSignature"]
+    body = after_call(content)
+    body["contents"] += [
+        {"role": "model", "parts": [{"text": "It is 20 degrees."}]},
+        {"role": "user", "parts": [{"text": "thanks"}]},
+    ]
+    assert generate(fake, client, body, model=G3).status_code == 200
+
+
+def test_a_signature_must_be_base64(fake: FakeGemini, client: httpx.Client) -> None:
+    content = weather_call(fake, client)
+    content["parts"][0]["thoughtSignature"] = "not base64!"
+    message = refusal(generate(fake, client, after_call(content), model=G3))
+    assert message == (
+        "Invalid value at 'contents[1].parts[0].thought_signature' (TYPE_BYTES), "
+        'Base64 decoding failed for "not base64!"'
+    )
+
+
+def test_a_signature_inside_function_call_is_an_unknown_field(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    content = weather_call(fake, client)
+    part = content["parts"][0]
+    part["functionCall"]["thoughtSignature"] = part.pop("thoughtSignature")
+    message = refusal(generate(fake, client, after_call(content), model=G3))
+    assert message == (
+        'Invalid JSON payload received. Unknown name "thoughtSignature" at '
+        "'contents[1].parts[0].function_call': Cannot find field."
+    )
+
+
+def test_signatures_do_not_cross_backends(fake: FakeGemini, client: httpx.Client) -> None:
+    fake.oauth_account_add(refresh_token=REFRESH, project_id="proj-1")
+    token = access_token(fake, client)
+    body = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL]}
+    envelope = {"model": G3, "project": "proj-1", "request": body}
+    oauth = code_assist(fake, client, "generateContent", token, envelope).json()
+    oauth_content = oauth["response"]["candidates"][0]["content"]
+    assert signed_by(oauth_content["parts"][0]["thoughtSignature"]) == "code-assist"
+    api_content = weather_call(fake, client)
+    assert (
+        api_content["parts"][0]["thoughtSignature"] != oauth_content["parts"][0]["thoughtSignature"]
+    )
+
+    to_api = generate(fake, client, after_call(oauth_content), model=G3)
+    assert refusal(to_api) == "Invalid thought signature"
+    envelope["request"] = after_call(api_content)
+    to_oauth = code_assist(fake, client, "generateContent", token, envelope)
+    assert refusal(to_oauth) == "Invalid thought signature"
+    envelope["request"] = after_call(oauth_content)
+    assert code_assist(fake, client, "generateContent", token, envelope).status_code == 200
+    api_content["parts"][0]["thoughtSignature"] = "U0lHTg=="
+    assert refusal(generate(fake, client, after_call(api_content), model=G3)) == (
+        "Corrupted thought signature"
+    )
+
+
+def test_the_openai_endpoint_carries_signatures_in_extra_content(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "weather in Paris?"}]
+    body = {"model": G3, "messages": messages, "tools": tools}
+    message = chat(fake, client, body).json()["choices"][0]["message"]
+    [call] = message["tool_calls"]
+    assert signed_by(call["extra_content"]["google"]["thought_signature"]) == "gemini-api"
+    messages += [message, {"role": "tool", "tool_call_id": call["id"], "content": "20"}]
+    assert chat(fake, client, body).status_code == 200
+    del call["extra_content"]
+    missing = chat(fake, client, body)
+    assert missing.status_code == 400
+    assert missing.json()[0]["error"]["message"].startswith(
+        "Function call is missing a thought_signature in functionCall parts."
+    )
+
+
+# -- as strict as Google: behaviours on demand ---------------------------------------------------
+
+
+def test_parallel_calls_sign_only_the_first(fake: FakeGemini, client: httpx.Client) -> None:
+    fake.behave(KEY, "parallel_calls", count=3)
+    tools = [
+        {
+            "functionDeclarations": [
+                {"name": "get_weather", "parameters": {"type": "object"}},
+                {"name": "get_time", "parameters": {"type": "object"}},
+            ]
+        }
+    ]
+    body = {"contents": [WEATHER_PROMPT], "tools": tools}
+    parts = generate(fake, client, body, model=G3).json()["candidates"][0]["content"]["parts"]
+    assert [p["functionCall"]["name"] for p in parts] == ["get_weather", "get_time", "get_weather"]
+    assert ["thoughtSignature" in p for p in parts] == [True, False, False]
+    one_answer = after_call({"role": "model", "parts": parts})
+    one_answer["tools"] = tools
+    assert refusal(generate(fake, client, one_answer, model=G3)) == (
+        "Please ensure that the number of function response parts is equal to the number of "
+        "function call parts of the function call turn."
+    )
+    all_answered = after_call({"role": "model", "parts": parts}, responses=3)
+    all_answered["tools"] = tools
+    assert generate(fake, client, all_answered, model=G3).status_code == 200
+
+    openai_tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages = [{"role": "user", "content": "weather in Paris?"}]
+    data = chat(fake, client, {"messages": messages, "tools": openai_tools, "stream": True})
+    calls = json.loads(sse_events(data.text)[0])["choices"][0]["delta"]["tool_calls"]
+    assert [c["index"] for c in calls] == [0, 1, 2]
+
+
+def test_malformed_function_call_on_demand(fake: FakeGemini, client: httpx.Client) -> None:
+    fake.behave(KEY, "malformed_function_call", times=1)
+    body = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL]}
+    [candidate] = generate(fake, client, body, model=G3).json()["candidates"]
+    assert candidate["finishReason"] == "MALFORMED_FUNCTION_CALL"
+    assert "content" not in candidate and candidate["finishMessage"]
+    assert generate(fake, client, body, model=G3).json()["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_an_error_inside_a_200_sse_stream_on_demand(fake: FakeGemini, client: httpx.Client) -> None:
+    fake.behave(KEY, "stream_error", after=2, status=503)
+    response = generate(fake, client, method="streamGenerateContent", query="?alt=sse")
+    assert response.status_code == 200
+    events = [json.loads(e) for e in sse_events(response.text)]
+    assert [("candidates" in e) for e in events] == [True, True, False]
+    assert all("finishReason" not in e["candidates"][0] for e in events[:2])
+    assert events[-1] == {
+        "error": {
+            "code": 503,
+            "message": "This model is currently experiencing high demand. Spikes in demand are "
+            "usually temporary. Please try again later.",
+            "status": "UNAVAILABLE",
+        }
+    }
+    # Not streamed, the same behaviour is an ordinary HTTP error.
+    assert generate(fake, client).status_code == 503
+
+
+def test_an_error_inside_a_json_array_stream_and_as_a_raw_tail(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.behave(KEY, "stream_error", status=429)
+    chunks = json.loads(generate(fake, client, method="streamGenerateContent").text)
+    assert len(chunks) == 2 and chunks[0]["candidates"]
+    assert chunks[1]["error"]["status"] == "RESOURCE_EXHAUSTED"
+    fake.behave(KEY, "stream_error", raw=True)
+    text = generate(fake, client, method="streamGenerateContent", query="?alt=sse").text
+    head, tail = text.rsplit("\n\n", 1)
+    assert head.startswith("data: ") and json.loads(tail)["error"]["code"] == 503
+
+
+def test_code_assist_and_openai_streams_can_fail_in_band(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.oauth_account_add(refresh_token=REFRESH, project_id="proj-1")
+    token = access_token(fake, client)
+    fake.behave(REFRESH, "stream_error")
+    streamed = client.post(
+        f"{fake.code_assist_url}:streamGenerateContent?alt=sse",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": FLASH, "project": "proj-1", "request": HELLO},
+    )
+    events = [json.loads(e) for e in sse_events(streamed.text)]
+    assert "response" in events[0] and events[-1]["error"]["code"] == 503
+    fake.behave(KEY, "stream_error")
+    openai = sse_events(chat(fake, client, {"stream": True}).text)
+    assert "[DONE]" not in openai
+    assert json.loads(openai[-1])["error"]["status"] == "UNAVAILABLE"
+
+
+def test_a_stream_can_end_without_a_finish_reason(fake: FakeGemini, client: httpx.Client) -> None:
+    fake.behave(KEY, "no_finish")
+    events = sse_events(
+        generate(fake, client, method="streamGenerateContent", query="?alt=sse").text
+    )
+    assert len(events) == 3
+    assert all("finishReason" not in json.loads(e)["candidates"][0] for e in events)
+    chunks = [json.loads(e) for e in sse_events(chat(fake, client, {"stream": True}).text)[:-1]]
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
+
+
+# -- as strict as Google: options per model family -------------------------------------------------
+
+
+def test_penalties_are_refused_on_2_5_and_later(fake: FakeGemini, client: httpx.Client) -> None:
+    config = {"generationConfig": {"presencePenalty": 0.5}}
+    assert refusal(generate(fake, client, {**HELLO, **config})) == (
+        "Penalty is not enabled for models/gemini-2.5-flash"
+    )
+    config = {"generationConfig": {"frequencyPenalty": -0.5}}
+    assert refusal(generate(fake, client, {**HELLO, **config}, model=G3)) == (
+        "Penalty is not enabled for this model"
+    )
+    zero = {"generationConfig": {"presencePenalty": 0.0, "frequencyPenalty": 0}}
+    assert generate(fake, client, {**HELLO, **zero}).status_code == 200
+    openai = chat(fake, client, {"presence_penalty": 1})
+    assert openai.status_code == 400
+    assert (
+        openai.json()[0]["error"]["message"] == "Penalty is not enabled for models/gemini-2.5-flash"
+    )
+
+
+def test_json_mode_with_functions_is_refused_on_2_x(fake: FakeGemini, client: httpx.Client) -> None:
+    body = {
+        "contents": [WEATHER_PROMPT],
+        "tools": [WEATHER_TOOL],
+        "generationConfig": {"responseMimeType": "application/json"},
+    }
+    assert refusal(generate(fake, client, body)) == (
+        "Function calling with a response mime type: 'application/json' is unsupported"
+    )
+    assert generate(fake, client, body, model=G3).status_code == 200
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    openai = chat(fake, client, {"tools": tools, "response_format": {"type": "json_object"}})
+    assert openai.status_code == 400
+
+
+def test_built_in_tools_with_functions_are_refused(fake: FakeGemini, client: httpx.Client) -> None:
+    body = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL, {"googleSearch": {}}]}
+    assert refusal(generate(fake, client, body)) == "Tool use with function calling is unsupported"
+    assert "include_server_side_tool_invocations" in refusal(generate(fake, client, body, model=G3))
+    body["toolConfig"] = {"includeServerSideToolInvocations": True}
+    assert generate(fake, client, body, model=G3).status_code == 200
+
+
+def test_thinking_options_follow_the_model_family(fake: FakeGemini, client: httpx.Client) -> None:
+    def think(config: dict[str, Any], model: str) -> httpx.Response:
+        return generate(
+            fake, client, {**HELLO, "generationConfig": {"thinkingConfig": config}}, model=model
+        )
+
+    assert think({"thinkingLevel": "LOW"}, FLASH).status_code == 400
+    assert think({"thinkingLevel": "low"}, G3).status_code == 200
+    assert think({"thinkingLevel": "HIGH", "thinkingBudget": 1024}, G3).status_code == 400
+    assert think({"thinkingLevel": "MINIMAL"}, G3_PRO).status_code == 400
+    assert think({"thinkingBudget": 1024}, FLASH).status_code == 200
+    assert refusal(think({"thinkingBudget": 0}, PRO)) == (
+        "Budget 0 is invalid. This model only works in thinking mode."
+    )
+    assert "Invalid value at 'generation_config.thinking_config.thinking_level'" in refusal(
+        think({"thinkingLevel": "EXTREME"}, G3)
+    )
+
+
+def test_thoughts_come_as_thought_parts_with_their_token_count_in_streams(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    body = {**HELLO, "generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
+    response = generate(
+        fake, client, body, model=G3, method="streamGenerateContent", query="?alt=sse"
+    )
+    events = [json.loads(e) for e in sse_events(response.text)]
+    assert events[0]["candidates"][0]["content"]["parts"][0] == {
+        "text": "thinking...",
+        "thought": True,
+    }
+    assert events[-1]["usageMetadata"]["thoughtsTokenCount"] == 1
+
+
+def test_function_turns_must_be_in_order(fake: FakeGemini, client: httpx.Client) -> None:
+    call = {"functionCall": {"name": "get_weather", "args": {}}}
+    answer = {"functionResponse": {"name": "get_weather", "response": {}}}
+    two_models = {
+        "contents": [
+            WEATHER_PROMPT,
+            {"role": "model", "parts": [{"text": "Let me check."}]},
+            {"role": "model", "parts": [call]},
+            {"role": "user", "parts": [answer]},
+        ]
+    }
+    assert refusal(generate(fake, client, two_models)) == (
+        "Please ensure that function call turn comes immediately after a user turn or after a "
+        "function response turn."
+    )
+    orphan = {"contents": [WEATHER_PROMPT, {"role": "user", "parts": [answer]}]}
+    assert refusal(generate(fake, client, orphan)) == (
+        "Please ensure that function response turn comes immediately after a function call turn."
+    )
+
+
+def test_a_tool_loop_calls_again_until_its_steps_are_done(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.behave(KEY, "tool_loop", steps=3)
+    body: dict[str, Any] = {"contents": [WEATHER_PROMPT], "tools": [WEATHER_TOOL]}
+    answer = {"functionResponse": {"name": "get_weather", "response": {"temp": 20}}}
+    for step in range(3):
+        content = generate(fake, client, body, model=G3).json()["candidates"][0]["content"]
+        [part] = content["parts"]
+        assert part["functionCall"]["name"] == "get_weather"
+        assert "thoughtSignature" in part, f"step {step} is signed"
+        body["contents"] += [content, {"role": "user", "parts": [answer]}]
+    final = generate(fake, client, body, model=G3).json()["candidates"][0]["content"]
+    assert final["parts"][0]["text"] == "Result from get_weather received."
+    # Each step is checked: dropping the second step's signature is refused.
+    del body["contents"][3]["parts"][0]["thoughtSignature"]
+    assert "position 4" in refusal(generate(fake, client, body, model=G3))
+
+    fake.behave(KEY, "tool_loop", steps=2)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "weather in Paris?"}]
+    for _ in range(2):
+        message = chat(fake, client, {"model": G3, "messages": messages, "tools": tools}).json()[
+            "choices"
+        ][0]["message"]
+        [call] = message["tool_calls"]
+        messages += [message, {"role": "tool", "tool_call_id": call["id"], "content": "20"}]
+    last = chat(fake, client, {"model": G3, "messages": messages, "tools": tools}).json()
+    assert last["choices"][0]["message"]["content"] == "Result from get_weather received."

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
+from common.errors import RotatorError
 from rotator.codecs.base import PivotRequest, ReplyMeta
-from rotator.errors import RotatorError
 
 NAME = "gemini_native"
 

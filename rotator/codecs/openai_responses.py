@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from rotator import clock
+from common import clock
+from common.errors import RotatorError
 from rotator.codecs import shared
 from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
-from rotator.errors import RotatorError
 
 NAME = "openai_responses"
 

@@ -5,6 +5,7 @@ One function per rule, so that a change of policy (for example the schema field 
 happens here for every dialect at once.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import orjson
 
 from accounts.secrets import SecretUnreadable, decrypt, encrypt
-from rotator import translate
+from rotator.codecs import schema as schemas
 from rotator.codecs.base import CodecError
 
 # A part of a pivot request may carry, beside its "thoughtSignature", the backend that minted
@@ -34,7 +35,7 @@ def function_declaration(
     if schema is not None:
         if not isinstance(schema, Mapping):
             raise CodecError("A tool's parameters must be a JSON schema object.", param=param)
-        cleaned = translate.schema_to_gemini(schema, param=param)
+        cleaned = schemas.schema_to_gemini(schema, param=param)
         if cleaned is not None:
             declaration["parameters"] = cleaned
     return declaration
@@ -46,22 +47,58 @@ def json_output_config(schema: Mapping[str, Any] | None, *, param: str) -> dict[
     if schema is not None:
         if not isinstance(schema, Mapping):
             raise CodecError("The JSON schema must be an object.", param=param)
-        cleaned = translate.schema_to_gemini(schema, param=param)
+        cleaned = schemas.schema_to_gemini(schema, param=param)
         if cleaned is not None:
             config["responseSchema"] = cleaned
     return config
 
 
+EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+# Gemini 2.5 budgets in tokens. low/medium/high are the values Google's own OpenAI endpoint
+# documents (1K, 8K, 24K). minimal is 512 because that is the floor of 2.5 Flash-Lite and valid for
+# Pro (floor 128) and Flash too. xhigh, newer than Gemini's scale, is treated as high.
+_THINKING_BUDGET_BY_EFFORT = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+_THINKING_BUDGET_BY_EFFORT["xhigh"] = _THINKING_BUDGET_BY_EFFORT["high"]
+# 2.5 Pro "only works in thinking mode": a budget of 0 is a 400, so "none" asks for its floor.
+_PRO_MINIMUM_THINKING_BUDGET = 128
+
+
 def thinking_for_effort(effort: str, *, model: str) -> dict[str, Any]:
     """Returns the thinkingConfig for an OpenAI-style effort (none, minimal, low, medium, high,
     xhigh): a thinkingLevel on Gemini 3 and later, a thinkingBudget on 2.5."""
-    return translate.thinking_for_effort(effort, model=model)
+    major = gemini_major_version(model)
+    if major is not None and major >= 3:
+        # Gemini 3 takes a level, not a budget, and cannot switch thinking off. Flash models accept
+        # minimal/low/medium/high; Pro models accept only low/high, so there medium rounds up to
+        # high (keeping answer quality over saving tokens) and none/minimal round to low.
+        flash = "flash" in model
+        if effort in ("none", "minimal"):
+            level = "minimal" if flash else "low"
+        elif effort == "medium":
+            level = "medium" if flash else "high"
+        elif effort == "xhigh":
+            level = "high"
+        else:
+            level = effort
+        if effort == "none":
+            return {"thinkingLevel": level}
+        return {"thinkingLevel": level, "includeThoughts": True}
+    if effort == "none":
+        pro = "pro" in model
+        return {"thinkingBudget": _PRO_MINIMUM_THINKING_BUDGET if pro else 0}
+    return {"thinkingBudget": _THINKING_BUDGET_BY_EFFORT[effort], "includeThoughts": True}
+
+
+def gemini_major_version(model: str) -> int | None:
+    """The major version in a Gemini model id ("gemini-3.1-pro-preview" is 3); None for others."""
+    match = re.match(r"gemini-(\d+)", model)
+    return int(match.group(1)) if match else None
 
 
 def thinking_for_budget(budget_tokens: int, *, model: str) -> dict[str, Any]:
     """Returns the thinkingConfig for a token budget (Anthropic's budget_tokens): the budget
     itself on 2.5, the nearest level on Gemini 3 and later (which take no budget)."""
-    major = translate.gemini_major_version(model)
+    major = gemini_major_version(model)
     if major is not None and major >= 3:
         effort = "low" if budget_tokens <= 4096 else "medium" if budget_tokens <= 16384 else "high"
         return thinking_for_effort(effort, model=model)

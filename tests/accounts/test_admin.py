@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from accounts.models import ApiKey, Credential
-from accounts.services import credential_add, credential_check, oauth_account_parse
-from rotator import clock
+from accounts.services import credential_add, oauth_account_parse
+from common import clock
+from rotator.credentials import credential_check
 from rotator.models import KeyRateWindow, Mark, PoolState, UpstreamErrorLog
 from stats.models import UsageCounter
 from tests.conftest import Persona

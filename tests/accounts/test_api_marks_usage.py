@@ -6,7 +6,7 @@ import openai
 import pytest
 from rest_framework.test import APIClient
 
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 from stats.models import UsageCounter
 from stats.usage import usage_flush

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
 from accounts.secrets import digest
-from rotator import clock
+from common import clock
 
 MASTER = "master-key-for-tests-0123456789"
 

@@ -17,7 +17,7 @@ from django.db import connection
 
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 
 NEW_KEY = "AIzaAddedFromTheCommandLine00000000000000"

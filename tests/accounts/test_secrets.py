@@ -12,8 +12,9 @@ from accounts import secrets
 from accounts.models import ApiKey, Credential
 from accounts.secrets import SecretUnreadable, decrypt, encrypt, mask
 from accounts.services import api_key_create, api_key_revoke, credential_add
-from rotator import clock, pool
-from rotator.errors import AuthenticationFailed
+from common import clock
+from common.errors import AuthenticationFailed
+from rotator import pool
 from tests.support.database import database_text
 
 

@@ -9,13 +9,12 @@ from accounts.models import ApiKey, Credential
 from accounts.services import (
     api_key_create,
     credential_add,
-    credential_check,
-    credentials_enable,
     credentials_import_env,
     credentials_import_text,
     oauth_account_parse,
 )
-from rotator import clock
+from common import clock
+from rotator.credentials import credential_check, credentials_enable
 
 
 def _key(n: int) -> str:

@@ -45,6 +45,11 @@ MODEL_SCOPED = frozenset(
         "empty",
         "safety",
         "cut_stream",
+        "parallel_calls",
+        "tool_loop",
+        "malformed_function_call",
+        "stream_error",
+        "no_finish",
         "code_assist_rate_limit",
         "code_assist_quota",
         "model_capacity",
@@ -52,7 +57,20 @@ MODEL_SCOPED = frozenset(
 )
 # Behaviours that change how the fake answers rather than what error it sends.
 TRANSPORT = frozenset(
-    {"ok", "timeout", "slow_first_byte", "reset", "cut_stream", "empty", "safety"}
+    {
+        "ok",
+        "timeout",
+        "slow_first_byte",
+        "reset",
+        "cut_stream",
+        "empty",
+        "safety",
+        "parallel_calls",
+        "tool_loop",
+        "malformed_function_call",
+        "stream_error",
+        "no_finish",
+    }
 )
 ERRORS = frozenset(
     {
@@ -87,6 +105,14 @@ SERVER_ERRORS = {
 }
 
 
+# The in-band errors seen inside 200 streams.
+STREAM_ERRORS = frozenset({429, 500, 503})
+_HIGH_DEMAND = (
+    "This model is currently experiencing high demand. Spikes in demand are usually temporary. "
+    "Please try again later."
+)
+
+
 def google_error(
     code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -107,6 +133,12 @@ def behaviour_validate(name: str, params: dict[str, Any]) -> None:
             raise ValueError(f"unknown permission_denied variant {variant!r}")
     if name == "server_error" and int(params.get("status", 503)) not in SERVER_ERRORS:
         raise ValueError("server_error status must be 500, 503 or 504")
+    if name == "stream_error" and int(params.get("status", 503)) not in STREAM_ERRORS:
+        raise ValueError("stream_error status must be 429, 500 or 503")
+    if name == "parallel_calls" and int(params.get("count", 2)) < 2:
+        raise ValueError("parallel_calls count must be at least 2")
+    if name == "tool_loop" and int(params.get("steps", 3)) < 1:
+        raise ValueError("tool_loop steps must be at least 1")
     for key in ("retry_delay", "reset_after"):
         if key in params:
             duration_seconds(str(params[key]))
@@ -286,6 +318,25 @@ def behaviour_error(
     if name == "unauthenticated":
         return credential_invalid()
     raise ValueError(f"{name!r} is not an error behaviour")
+
+
+def stream_error_body(status: int, *, model: str | None) -> dict[str, Any]:
+    """Return the error object Google puts inside a 200 stream (`stream_error`)."""
+    if status == 503:
+        return google_error(503, "UNAVAILABLE", _HIGH_DEMAND)
+    if status == 429:
+        model = model or "gemini-2.5-flash"
+        return _quota_exceeded(
+            model,
+            [
+                _violation(
+                    _REQUESTS_METRIC, "GenerateRequestsPerMinutePerProjectPerModel", model, "10"
+                )
+            ],
+            "26s",
+        )
+    code_status, message = SERVER_ERRORS[status]
+    return google_error(status, code_status, message)
 
 
 def _violation(metric: str, quota_id: str, model: str, value: str | None) -> dict[str, Any]:

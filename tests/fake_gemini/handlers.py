@@ -30,6 +30,7 @@ from .errors import (
     oauth_error,
     precondition_failed,
     project_denied,
+    stream_error_body,
     unregistered_caller,
 )
 from .replies import (
@@ -44,6 +45,14 @@ from .replies import (
     openai_completion,
     openai_reply,
     words,
+)
+from .rules import (
+    CODE_ASSIST,
+    GEMINI_API,
+    generate_refusal,
+    model_signs,
+    openai_refusal,
+    signature_mint,
 )
 from .state import OAuthAccount, RecordedRequest
 
@@ -123,8 +132,17 @@ class Plan:
     chunks: int
     delay: float
     cut_after: int | None = None
-    # "ok", "empty" or "safety".
+    # "ok", "empty", "safety", "malformed_function_call" or "no_finish".
     outcome: str = "ok"
+    # Function calls in a function-call answer (`parallel_calls`).
+    calls: int = 1
+    # Function-call steps per turn before the acknowledgement text (`tool_loop`).
+    steps: int = 1
+    # `stream_error`: the in-band error object sent after `error_after` chunks of a 200 stream,
+    # as an SSE event or (`error_raw`) as bare JSON after the last event.
+    stream_error: dict[str, Any] | None = None
+    error_after: int = 1
+    error_raw: bool = False
 
 
 class Exchange:
@@ -358,9 +376,36 @@ async def _plan(
     elif name == "cut_stream":
         plan.cut_after = int(params.get("after", 1))
         plan.chunks = max(plan.chunks, plan.cut_after + 1)
-    elif name in ("empty", "safety"):
+    elif name in ("empty", "safety", "malformed_function_call", "no_finish"):
         plan.outcome = name
+    elif name == "parallel_calls":
+        plan.calls = int(params.get("count", 2))
+    elif name == "tool_loop":
+        plan.steps = int(params.get("steps", 3))
+        plan.calls = int(params.get("count", 1))
+    elif name == "stream_error":
+        plan.stream_error = stream_error_body(int(params.get("status", 503)), model=model)
+        plan.error_after = int(params.get("after", 1))
+        plan.error_raw = bool(params.get("raw", False))
+        plan.chunks = max(plan.chunks, plan.error_after + 1)
     return plan
+
+
+async def _stream_error_plain(exchange: Exchange, plan: Plan) -> web.StreamResponse | None:
+    """Answer a non-streamed request under `stream_error` with that error as an HTTP status."""
+    if plan.stream_error is None:
+        return None
+    return await exchange.error(plan.stream_error)
+
+
+def _in_band(events: list[bytes], error: bytes, plan: Plan, *, sse: bool) -> list[bytes]:
+    """Return the first `plan.error_after` events followed by the in-band error object."""
+    kept = events[: plan.error_after]
+    if sse and not plan.error_raw:
+        return [*kept, b"data: " + error + b"\n\n"]
+    if sse:
+        return [*kept, error]
+    return [*kept, b"\n,\r\n" + error + b"]"]
 
 
 async def _generate(
@@ -371,14 +416,27 @@ async def _generate(
     model: str,
     stream: bool,
     plan: Plan,
+    backend: str,
     wrap: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> web.StreamResponse:
-    """Answer a GenerateContentRequest, whole or streamed (SSE or Google's JSON array)."""
+    """Answer a GenerateContentRequest, whole or streamed (SSE or Google's JSON array).
+
+    A request Google would refuse gets Google's 400 instead; `backend` (GEMINI_API or
+    CODE_ASSIST) decides which thought signatures are accepted and minted.
+    """
+    refusal = generate_refusal(request, model=model, backend=backend)
+    if refusal is not None:
+        return await exchange.error(refusal)
+    if not stream and (plain := await _stream_error_plain(exchange, plan)) is not None:
+        return plain
     reply = native_reply(
         request,
         number=fake._reply_number(),
         min_words=plan.chunks if stream else 0,
         outcome=plan.outcome,
+        calls=plan.calls,
+        steps=plan.steps,
+        signature=signature_mint(backend=backend) if model_signs(model) else None,
     )
     response_id = secrets.token_urlsafe(16)
     if not stream:
@@ -387,12 +445,19 @@ async def _generate(
     chunks = native_chunks(reply, model=model, response_id=response_id, count=plan.chunks)
     if wrap:
         chunks = [wrap(chunk) for chunk in chunks]
+    # The in-band error is never wrapped in {"response": ...}, on Code Assist either.
+    error = _compact({"error": plan.stream_error}) if plan.stream_error else None
     if exchange.request.query.get("alt") == "sse":
         events = [b"data: " + _compact(chunk) + b"\n\n" for chunk in chunks]
+        if error is not None:
+            events = _in_band(events, error, plan, sse=True)
         return await exchange.stream(events, content_type="text/event-stream", plan=plan)
     encoded = [_pretty(chunk) for chunk in chunks]
     events = [b"[" + encoded[0], *(b"\n,\r\n" + e for e in encoded[1:])]
-    events[-1] += b"]"
+    if error is not None:
+        events = _in_band(events, _pretty({"error": plan.stream_error}), plan, sse=False)
+    else:
+        events[-1] += b"]"
     return await exchange.stream(events, content_type="application/json; charset=UTF-8", plan=plan)
 
 
@@ -463,7 +528,9 @@ async def native_model_post(fake: "FakeGemini", exchange: Exchange) -> web.Strea
     if method in ("generateContent", "streamGenerateContent"):
         if not _dicts(data.get("contents")):
             return await exchange.error(field_missing(_CONTENTS_MISSING))
-        return await _generate(fake, exchange, data, model=model, stream=stream, plan=plan)
+        return await _generate(
+            fake, exchange, data, model=model, stream=stream, plan=plan, backend=GEMINI_API
+        )
     if method == "countTokens":
         inner = data.get("generateContentRequest")
         tokens = native_prompt_tokens(inner if isinstance(inner, dict) else data)
@@ -534,11 +601,19 @@ async def openai_chat(fake: "FakeGemini", exchange: Exchange) -> web.StreamRespo
         return await exchange.error(field_missing("model is not specified"))
     if not model_supports(model, "generateContent"):
         return await exchange.error(model_not_found(model, "generateContent", api_version="v1main"))
+    refusal = openai_refusal(body, model=model)
+    if refusal is not None:
+        return await exchange.error(refusal)
+    if not stream and (plain := await _stream_error_plain(exchange, plan)) is not None:
+        return plain
     reply = openai_reply(
         body,
         number=fake._reply_number(),
         min_words=plan.chunks if stream else 0,
         outcome=plan.outcome,
+        calls=plan.calls,
+        steps=plan.steps,
+        signature=signature_mint(backend=GEMINI_API) if model_signs(model) else None,
     )
     completion_id = f"chatcmpl-{secrets.token_hex(12)}"
     created = int(time.time())
@@ -551,6 +626,10 @@ async def openai_chat(fake: "FakeGemini", exchange: Exchange) -> web.StreamRespo
         reply, model=model, completion_id=completion_id, created=created, count=plan.chunks
     )
     events = [b"data: " + _compact(chunk) + b"\n\n" for chunk in chunks]
+    if plan.stream_error is not None:
+        # No usage chunk and no [DONE] after an in-band error.
+        events = _in_band(events, _compact({"error": plan.stream_error}), plan, sse=True)
+        return await exchange.stream(events, content_type="text/event-stream", plan=plan)
     options = body.get("stream_options")
     tail = b""
     if isinstance(options, dict) and options.get("include_usage") is True:
@@ -859,6 +938,7 @@ async def _code_assist_generate(
         model=model,
         stream=exchange.request.match_info["method"] == "streamGenerateContent",
         plan=plan,
+        backend=CODE_ASSIST,
         wrap=wrap,
     )
 

@@ -10,12 +10,15 @@ import hashlib
 import json
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 THOUGHT_TEXT = "thinking..."
 JSON_REPLY = '{"answer": "fake"}'
 WEATHER_ARGS = {"city": "Paris"}
+# Arguments of the second, third... call of a `parallel_calls` answer.
+_PARALLEL_CITIES = ("London", "Tokyo", "Rome", "Oslo")
+MALFORMED_MESSAGE = "Malformed function call: print(default_api.get_weather(city=Paris"
 SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
 ]
@@ -28,16 +31,22 @@ class Reply:
 
     prompt_tokens: int
     text: str | None = None
-    function_call: dict[str, Any] | None = None
+    function_calls: list[dict[str, Any]] = field(default_factory=list)
     thought: bool = False
-    # Gemini's finishReason; the OpenAI renderer maps it.
+    # Gemini's finishReason ("" for none at all); the OpenAI renderer maps it.
     finish: str = "STOP"
     empty: bool = False
+    # Gemini 3's thoughtSignature: on the first function call, else on the last text part.
+    signature: str | None = None
+
+    @property
+    def function_call(self) -> dict[str, Any] | None:
+        return self.function_calls[0] if self.function_calls else None
 
     @property
     def candidate_tokens(self) -> int:
-        if self.function_call is not None:
-            return words(json.dumps(self.function_call))
+        if self.function_calls:
+            return sum(words(json.dumps(call)) for call in self.function_calls)
         return words(self.text or "")
 
     @property
@@ -99,15 +108,52 @@ def _outcome(reply: Reply, outcome: str) -> Reply:
         return Reply(prompt_tokens=reply.prompt_tokens, empty=True, finish="")
     if outcome == "safety":
         return Reply(prompt_tokens=reply.prompt_tokens, finish="SAFETY")
+    if outcome == "malformed_function_call":
+        # Google sends no content with this finish, only a finishMessage.
+        return Reply(prompt_tokens=reply.prompt_tokens, finish="MALFORMED_FUNCTION_CALL")
+    if outcome == "no_finish":
+        reply.finish = ""
     return reply
 
 
-def native_reply(request: dict[str, Any], *, number: int, min_words: int, outcome: str) -> Reply:
+def _turn_start(contents: list[dict[str, Any]]) -> int:
+    """Return where the current turn begins: after the last user content with text."""
+    for index in range(len(contents) - 1, -1, -1):
+        if contents[index].get("role", "user") == "user" and _parts_text(contents[index]):
+            return index + 1
+    return 0
+
+
+def _calls(names: list[str], count: int, *, step: int = 0) -> list[dict[str, Any]]:
+    """Return `count` calls, to the declared functions in turn, the first about Paris.
+
+    Later steps of an agent loop add `step` to the arguments, so each step's calls differ.
+    """
+    first = dict(WEATHER_ARGS) if step == 0 else {**WEATHER_ARGS, "step": step}
+    calls = [{"name": names[0], "args": first}]
+    for index in range(1, count):
+        city = _PARALLEL_CITIES[(index - 1) % len(_PARALLEL_CITIES)]
+        calls.append({"name": names[index % len(names)], "args": {"city": city}})
+    return calls
+
+
+def native_reply(
+    request: dict[str, Any],
+    *,
+    number: int,
+    min_words: int,
+    outcome: str,
+    calls: int = 1,
+    steps: int = 1,
+    signature: str | None = None,
+) -> Reply:
     """Return the answer to a GenerateContentRequest.
 
     A functionResponse in the last turn gets an acknowledgement naming the function; declared
-    functions plus "weather" in the last user turn get a call to the first function; JSON mode
-    gets a JSON object; anything else the numbered sentence.
+    functions plus "weather" in the last user turn get `calls` calls, the first to the first
+    function; JSON mode gets a JSON object; anything else the numbered sentence. `signature`
+    (Gemini 3) signs the answer. With `steps` above 1 a functionResponse gets another call
+    until the current turn holds `steps` function-call steps (an agent loop).
     """
     reply = Reply(prompt_tokens=native_prompt_tokens(request))
     contents = _dicts(request.get("contents"))
@@ -116,14 +162,24 @@ def native_reply(request: dict[str, Any], *, number: int, min_words: int, outcom
     last = contents[-1] if contents else {}
     user_turns = [c for c in contents if c.get("role", "user") == "user"]
     responses = [
-        p.get("functionResponse", p.get("function_response")) for p in _dicts(last.get("parts"))
+        r
+        for p in _dicts(last.get("parts"))
+        if isinstance(r := p.get("functionResponse", p.get("function_response")), dict)
     ]
-    responses = [r for r in responses if isinstance(r, dict)]
-    function = _native_first_function(request.get("tools"))
-    if responses:
+    functions = _native_functions(request.get("tools"))
+    user_text = [c for c in user_turns if _parts_text(c)]
+    steps_done = sum(
+        1
+        for c in contents[_turn_start(contents) :]
+        if c.get("role") == "model"
+        and any("functionCall" in p or "function_call" in p for p in _dicts(c.get("parts")))
+    )
+    if responses and functions and steps_done < steps:
+        reply.function_calls = _calls(functions, calls, step=steps_done)
+    elif responses:
         reply.text = f"Result from {responses[0].get('name')} received."
-    elif function and user_turns and "weather" in _parts_text(user_turns[-1]).lower():
-        reply.function_call = {"name": function, "args": dict(WEATHER_ARGS)}
+    elif functions and user_text and "weather" in _parts_text(user_text[-1]).lower():
+        reply.function_calls = _calls(functions, calls)
     elif config.get("responseMimeType", config.get("response_mime_type")) == "application/json":
         reply.text = JSON_REPLY
     else:
@@ -132,16 +188,20 @@ def native_reply(request: dict[str, Any], *, number: int, min_words: int, outcom
     if isinstance(thinking, dict):
         reply.thought = bool(thinking.get("includeThoughts", thinking.get("include_thoughts")))
     reply = _truncate(reply, config.get("maxOutputTokens", config.get("max_output_tokens")))
-    return _outcome(reply, outcome)
+    reply = _outcome(reply, outcome)
+    if not reply.empty and (reply.text is not None or reply.function_calls):
+        reply.signature = signature
+    return reply
 
 
-def _native_first_function(tools: Any) -> str | None:
+def _native_functions(tools: Any) -> list[str]:
+    names = []
     for tool in _dicts(tools):
         declarations = tool.get("functionDeclarations", tool.get("function_declarations"))
         for declaration in _dicts(declarations):
             if isinstance(declaration.get("name"), str):
-                return declaration["name"]
-    return None
+                names.append(declaration["name"])
+    return names
 
 
 def _native_usage(reply: Reply, *, final: bool = True) -> dict[str, Any]:
@@ -167,14 +227,25 @@ def _native_candidate(parts: list[dict[str, Any]], finish: str | None) -> dict[s
     return candidate
 
 
-def _native_parts(reply: Reply, text: str | None) -> list[dict[str, Any]]:
+def _native_parts(
+    reply: Reply, text: str | None, *, first: bool = True, last: bool = True
+) -> list[dict[str, Any]]:
+    """Return the parts of one response (or of one stream chunk: `first`, `last`)."""
     parts: list[dict[str, Any]] = []
-    if reply.thought:
+    if reply.thought and first:
         parts.append({"text": THOUGHT_TEXT, "thought": True})
-    if reply.function_call is not None:
-        parts.append({"functionCall": reply.function_call})
+    if reply.function_calls:
+        for index, call in enumerate(reply.function_calls):
+            part: dict[str, Any] = {"functionCall": call}
+            # Gemini 3 signs only the first call of a step, even when calls come in parallel.
+            if index == 0 and reply.signature:
+                part["thoughtSignature"] = reply.signature
+            parts.append(part)
     elif text is not None:
-        parts.append({"text": text})
+        part = {"text": text}
+        if last and reply.signature:
+            part["thoughtSignature"] = reply.signature
+        parts.append(part)
     return parts
 
 
@@ -184,6 +255,10 @@ def native_response(reply: Reply, *, model: str, response_id: str) -> dict[str, 
         candidates: list[dict[str, Any]] = []
     elif reply.finish == "SAFETY":
         candidates = [{"finishReason": "SAFETY", "index": 0, "safetyRatings": SAFETY_RATINGS}]
+    elif reply.finish == "MALFORMED_FUNCTION_CALL":
+        candidates = [
+            {"finishReason": reply.finish, "index": 0, "finishMessage": MALFORMED_MESSAGE}
+        ]
     else:
         candidates = [_native_candidate(_native_parts(reply, reply.text), reply.finish)]
     return {
@@ -217,7 +292,7 @@ def native_chunks(
     chunks = []
     for i, piece in enumerate(pieces):
         final = i == len(pieces) - 1
-        parts = _native_parts(reply, piece) if i == 0 else [{"text": piece}]
+        parts = _native_parts(reply, piece, first=i == 0, last=final)
         chunks.append(
             {
                 "candidates": [_native_candidate(parts, reply.finish if final else None)],
@@ -244,25 +319,37 @@ def openai_prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return max(sum(words(_openai_text(m.get("content"))) for m in messages), 1)
 
 
-def openai_reply(body: dict[str, Any], *, number: int, min_words: int, outcome: str) -> Reply:
+def openai_reply(
+    body: dict[str, Any],
+    *,
+    number: int,
+    min_words: int,
+    outcome: str,
+    calls: int = 1,
+    steps: int = 1,
+    signature: str | None = None,
+) -> Reply:
     """Return the answer to an OpenAI chat request, by the same rules as `native_reply`."""
     messages = _dicts(body.get("messages"))
     reply = Reply(prompt_tokens=openai_prompt_tokens(messages))
     last = messages[-1] if messages else {}
     users = [m for m in messages if m.get("role") == "user"]
-    function = next(
-        (
-            t["function"]["name"]
-            for t in _dicts(body.get("tools"))
-            if isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
-        ),
-        None,
-    )
+    functions = [
+        t["function"]["name"]
+        for t in _dicts(body.get("tools"))
+        if isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
+    ]
     response_format = body.get("response_format")
-    if last.get("role") == "tool":
+    start = max((i + 1 for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    steps_done = sum(
+        1 for m in messages[start:] if m.get("role") == "assistant" and m.get("tool_calls")
+    )
+    if last.get("role") == "tool" and functions and steps_done < steps:
+        reply.function_calls = _calls(functions, calls, step=steps_done)
+    elif last.get("role") == "tool":
         reply.text = f"Result from {_openai_tool_name(messages, last)} received."
-    elif function and users and "weather" in _openai_text(users[-1].get("content")).lower():
-        reply.function_call = {"name": function, "args": dict(WEATHER_ARGS)}
+    elif functions and users and "weather" in _openai_text(users[-1].get("content")).lower():
+        reply.function_calls = _calls(functions, calls)
     elif isinstance(response_format, dict) and response_format.get("type") in (
         "json_object",
         "json_schema",
@@ -271,12 +358,15 @@ def openai_reply(body: dict[str, Any], *, number: int, min_words: int, outcome: 
     else:
         reply.text = _sentence(number, min_words)
     reply = _truncate(reply, body.get("max_completion_tokens", body.get("max_tokens")))
-    return _outcome(reply, outcome)
+    reply = _outcome(reply, outcome)
+    if reply.function_calls:
+        reply.signature = signature
+    return reply
 
 
 def _openai_tool_name(messages: list[dict[str, Any]], tool_message: dict[str, Any]) -> str:
-    if isinstance(tool_message.get("name"), str):
-        return tool_message["name"]
+    if isinstance(name := tool_message.get("name"), str):
+        return name
     call_id = tool_message.get("tool_call_id")
     for message in messages:
         for call in _dicts(message.get("tool_calls")):
@@ -296,26 +386,31 @@ def _openai_usage(reply: Reply) -> dict[str, int]:
 
 
 def _openai_finish(reply: Reply) -> str | None:
-    if reply.empty:
+    if reply.empty or not reply.finish:
         return None
-    if reply.function_call is not None:
+    if reply.function_calls:
         return "tool_calls"
     return _OPENAI_FINISH.get(reply.finish, "stop")
 
 
 def _openai_tool_calls(reply: Reply, *, streaming: bool) -> list[dict[str, Any]]:
-    assert reply.function_call is not None
-    call: dict[str, Any] = {
-        "id": f"call_{secrets.token_hex(8)}",
-        "type": "function",
-        "function": {
-            "name": reply.function_call["name"],
-            "arguments": json.dumps(reply.function_call["args"]),
-        },
-    }
-    if streaming:
-        call = {"index": 0, **call}
-    return [call]
+    out = []
+    for index, function_call in enumerate(reply.function_calls):
+        call: dict[str, Any] = {
+            "id": f"call_{secrets.token_hex(8)}",
+            "type": "function",
+            "function": {
+                "name": function_call["name"],
+                "arguments": json.dumps(function_call["args"]),
+            },
+        }
+        if index == 0 and reply.signature:
+            # Where Google's OpenAI-compatible endpoint carries Gemini 3's signature.
+            call["extra_content"] = {"google": {"thought_signature": reply.signature}}
+        if streaming:
+            call = {"index": index, **call}
+        out.append(call)
+    return out
 
 
 def openai_completion(

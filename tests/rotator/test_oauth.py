@@ -19,7 +19,7 @@ from google.genai import types
 
 from accounts.models import Credential
 from accounts.services import api_key_create, credential_add, oauth_account_parse
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 from tests.conftest import Persona, persona_create
 from tests.support.processes import database_url as support_database_url
@@ -279,7 +279,7 @@ def test_code_assist_rate_limits_cool_down_briefly(live, olga, fake_gemini):
 
 
 def test_a_terms_of_service_suspension_is_permanent(live, olga, fake_gemini):
-    from accounts.services import credentials_recheck
+    from rotator.credentials import credentials_recheck
 
     fake_gemini.behave(refresh_tokens(olga)[0], "permission_denied", variant="tos")
     response = httpx.post(
@@ -298,7 +298,7 @@ def test_a_terms_of_service_suspension_is_permanent(live, olga, fake_gemini):
 
 
 def test_an_invalid_api_key_comes_back_when_the_hourly_check_passes(db, fake_gemini):
-    from accounts.services import credentials_recheck
+    from rotator.credentials import credentials_recheck
 
     pia = persona_create("pia", credentials=1)
     Credential.objects.filter(user=pia.user).update(status="invalid", last_error="was broken")

@@ -7,8 +7,10 @@ import httpx
 import pytest
 
 from accounts.models import Credential
-from rotator import clock, pool
+from common import clock
+from rotator import pool
 from rotator.models import Mark, PoolState
+from rotator.selection import Strategy
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 
@@ -226,7 +228,7 @@ def test_a_keys_per_day_limit_holds_until_the_reset(http, db, fake_gemini):
 
 
 def test_fill_first_stays_on_one_credential_until_it_fails(http, alice, fake_gemini):
-    PoolState.objects.filter(user=alice.user).update(strategy=PoolState.Strategy.FILL_FIRST)
+    PoolState.objects.filter(user=alice.user).update(strategy=Strategy.FILL_FIRST)
     pool.pool_invalidate(user_id=alice.user.id)
     for _ in range(5):
         chat(http, alice.key)
@@ -241,7 +243,7 @@ def test_fill_first_stays_on_one_credential_until_it_fails(http, alice, fake_gem
 
 
 def test_manual_rotation_advances_the_pool(http, alice, fake_gemini):
-    PoolState.objects.filter(user=alice.user).update(strategy=PoolState.Strategy.FILL_FIRST)
+    PoolState.objects.filter(user=alice.user).update(strategy=Strategy.FILL_FIRST)
     pool.pool_invalidate(user_id=alice.user.id)
     chat(http, alice.key)
     before = fake_gemini.requests[-1].secret

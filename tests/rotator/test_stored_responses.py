@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from rotator import clock
-from rotator.errors import BadRequest
+from common import clock
+from common.errors import BadRequest
 from rotator.models import StoredResponse
 from rotator.stored_responses import (
     conversation_items,

@@ -1,7 +1,7 @@
 """/debug/stats: requests per credential since the last rotation and in total, behind the
 master key."""
 
-from rotator import clock
+from common import clock
 from rotator.pool import pool_rotate
 
 MASTER = "master-key-for-debug-stats-0123456789"

@@ -1,5 +1,6 @@
 """/metrics: the token guard, request counters, the latency histogram and credential gauges."""
 
+from common.events import RequestAnswered
 from stats.metrics import request_observe
 from tests.stats.conftest import MODEL, metric_value
 
@@ -26,9 +27,13 @@ def test_observed_requests_show_in_the_counter_and_the_histogram(live, http, set
     before = http.get("/metrics", headers=AUTH).text
     for seconds in (0.2, 0.7, 3.0):
         request_observe(
-            **labels, status=200, credential_label="work (AIza…abcd)", upstream_seconds=seconds
+            RequestAnswered(
+                **labels, status=200, credential_label="work (AIza…abcd)", upstream_seconds=seconds
+            )
         )
-    request_observe(**labels, status=429, credential_label="", upstream_seconds=0.0)
+    request_observe(
+        RequestAnswered(**labels, status=429, credential_label="", upstream_seconds=0.0)
+    )
     after = http.get("/metrics", headers=AUTH)
     assert after.headers["content-type"].startswith("text/plain")
 

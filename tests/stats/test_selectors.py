@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from accounts.models import Credential
 from accounts.secrets import digest, encrypt, mask
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 from stats.models import UsageCounter
 from stats.selectors import SERIES_DAYS, credential_states, stat_dashboard

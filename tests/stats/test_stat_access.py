@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from accounts.services import api_key_revoke
-from rotator import clock
+from common import clock
 from stats.views import SESSION_KEY
 
 

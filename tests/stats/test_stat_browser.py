@@ -1,5 +1,6 @@
 """A real headless Chromium (Debian's, driven by Playwright) signs in on /stat, clicks an
-exhausted cell and reads upstream's reason; the screenshot it saves is the README's."""
+exhausted cell and reads upstream's reason, and reads the landing page at `/`; the
+screenshots it saves are the README's and docs/landing.png."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Credential
 from accounts.services import api_key_create
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 from stats.models import UsageCounter
 
@@ -24,6 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "stat.png"
+LANDING_SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "landing.png"
 QUOTA_MESSAGE = (
     "You exceeded your current quota, please check your plan and billing details. For more "
     "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
@@ -141,3 +143,39 @@ def test_chromium_signs_in_clicks_an_exhausted_cell_and_reads_upstreams_reason(
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_chromium_reads_the_landing_page_and_follows_it_to_the_stat_sign_in(live, alice):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            external = []
+            page.on(
+                "request",
+                lambda request: (
+                    external.append(request.url) if not request.url.startswith(live) else None
+                ),
+            )
+            page.goto(f"{live}/")
+            expect(page.locator("h1")).to_have_text("Rotator")
+            expect(page.locator("#client-openai .base")).to_have_text(f"{live}/v1")
+            expect(page.locator("#client-gemini .base")).to_have_text(live)
+            expect(page.locator("#client-codex .base")).to_have_text(f"{live}/v1")
+            expect(page.locator("#client-codex pre")).to_contain_text('wire_api = "responses"')
+            expect(page.locator("#client-claude pre")).to_contain_text(f"ANTHROPIC_BASE_URL={live}")
+            expect(page.locator("#go-admin a")).to_have_attribute("href", "/admin/")
+            expect(page.locator("#go-docs a")).to_have_attribute("href", "/api/docs/")
+            LANDING_SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(LANDING_SCREENSHOT), full_page=True)
+
+            page.click("#go-stat a")
+            page.fill("#key", alice.key)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{live}/stat")
+            expect(page.locator("#key")).to_have_count(0)  # signed in: the pool page
+            expect(page.locator("body")).to_contain_text("alice")
+            assert external == []  # no CDN, nothing fetched from anywhere else
+        finally:
+            browser.close()
+    assert LANDING_SCREENSHOT.stat().st_size > 10_000

@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.management.arguments import positive_int, user_by_name
 from accounts.models import Credential
-from accounts.services import credential_check
-from rotator import clock
+from common import clock
+from rotator.credentials import credential_check
 
 
 class Command(BaseCommand):

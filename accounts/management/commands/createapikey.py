@@ -10,7 +10,7 @@ from django.db import transaction
 
 from accounts.management.arguments import positive_int, secret_value
 from accounts.services import api_key_create
-from rotator import clock
+from common import clock
 
 USERNAME_MAX_CHARS = 150  # django.contrib.auth's column
 

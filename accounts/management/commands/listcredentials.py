@@ -7,7 +7,7 @@ from django.db.models import Prefetch
 
 from accounts.management.arguments import user_by_name
 from accounts.models import Credential
-from rotator import clock
+from common import clock
 from rotator.models import Mark
 
 COLUMNS = ("ID", "USER", "KIND", "LABEL", "SECRET", "STATUS", "ENABLED", "COOLDOWNS")

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.management.arguments import user_by_name
-from rotator import clock
+from common import clock
 from rotator.pool import pool_rotate
 
 

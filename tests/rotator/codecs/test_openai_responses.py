@@ -11,10 +11,10 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from common.errors import NoCredentialAvailable, NotFound, UpstreamError
 from rotator.codecs import openai_responses as codec
 from rotator.codecs import shared
 from rotator.codecs.base import CodecError, ReplyMeta
-from rotator.errors import NoCredentialAvailable, NotFound, UpstreamError
 
 FLASH = "gemini-2.5-flash"
 GEMINI3 = "gemini-3.5-flash"

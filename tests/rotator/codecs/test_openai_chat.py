@@ -1,4 +1,4 @@
-"""Tests for rotator.translate: OpenAI chat completions to Gemini and back, rule by rule."""
+"""rotator.codecs.openai_chat: OpenAI chat completions to Gemini and back, rule by rule."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rotator.translate import (
+from rotator.codecs.base import CodecError as TranslationError
+from rotator.codecs.openai_chat import (
     ChatStreamTranslator,
-    TranslationError,
     chat_request_to_gemini,
     gemini_response_to_chat,
     usage_from_gemini,

@@ -98,11 +98,7 @@ class UpstreamUnreachable(RotatorError):
 
 
 class UpstreamError(RotatorError):
-    """Upstream's own error answer, passed to the client (its status and message).
-
-    `retryable` tells the request loop whether another credential may do better; the loop in
-    rotator.forward decides, adapters only report.
-    """
+    """Upstream's own error answer, passed to the client (its status and message)."""
 
     def __init__(
         self,
@@ -111,12 +107,10 @@ class UpstreamError(RotatorError):
         status: int,
         google_status: str = "",
         body: bytes = b"",
-        retryable: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
-        self.retryable = retryable
         if google_status:
             self.google_status = google_status
         self.openai_type = "invalid_request_error" if 400 <= status < 500 else "server_error"

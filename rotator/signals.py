@@ -1,7 +1,8 @@
 """Any saved or deleted credential, key or pool setting invalidates that pool everywhere.
 
 Signals rather than explicit calls because admin forms, the REST API and commands all save
-these models; bulk `update()` calls (counters, tokens) deliberately do not fire them.
+these models; bulk `update()` calls (counters, tokens) deliberately do not fire them. They
+live here, not in accounts, because the pool cache is rotator's.
 """
 
 from typing import Any
@@ -11,19 +12,19 @@ from django.dispatch import receiver
 
 from accounts.models import ApiKey, Credential
 from rotator.models import PoolState
+from rotator.pool import pool_invalidate
 
 
 @receiver([post_save, post_delete], sender=Credential)
 @receiver([post_save, post_delete], sender=ApiKey)
 def pool_changed(sender: type, instance: Credential | ApiKey, **kwargs: Any) -> None:
-    from rotator.pool import pool_invalidate
-
+    if kwargs.get("created") and sender is Credential:
+        # A user's first credential starts their pool: its row is where the admin rotates it.
+        PoolState.objects.get_or_create(user_id=instance.user_id)
     pool_invalidate(user_id=instance.user_id)
 
 
 @receiver(post_save, sender=PoolState)
 def pool_settings_changed(sender: type, instance: PoolState, created: bool, **kwargs: Any) -> None:
     if not created:
-        from rotator.pool import pool_invalidate
-
         pool_invalidate(user_id=instance.user_id)

@@ -1,10 +1,10 @@
-"""rotator.redact: no secret survives, and masks show little."""
+"""common.redact: no secret survives, and masks show little."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.redact import message_clean, secret_mask, secret_redact
+from common.redact import message_clean, secret_mask, secret_redact
 
 # Shaped like the real thing, made up for these tests.
 STANDARD_KEY = "AIzaSyD3moKeyForTestsOnly_abcdefghix9Qk"  # AIza + 35
