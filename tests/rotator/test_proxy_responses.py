@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from rotator.codecs import shared
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 from tests.rotator.codecs.test_openai_responses import CODEX_REQUEST
@@ -170,6 +171,36 @@ def test_reasoning_items_are_carried_across_turns_without_a_store(live, persona,
     assert sent[1]["parts"] == [{"text": message.content[0].text}]
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve(first.id)  # store: false keeps nothing
+
+
+def test_a_sealed_signature_returns_to_its_call_where_the_backend_accepts_it(
+    live, persona, fake_gemini
+):
+    # What an earlier answer from an API-key credential handed the client.
+    token = shared.signature_seal("c2lnbmVk", backend="gemini_api")
+    client(live, persona).responses.create(
+        model=MODEL,
+        tools=[WEATHER],
+        store=False,
+        input=[
+            {"role": "user", "content": "what is the weather in Paris"},
+            {"type": "reasoning", "summary": [], "encrypted_content": token},
+            {
+                "type": "function_call",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": '{"city":"Paris"}',
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "21C"},
+        ],
+    )
+    [call_part] = generate_bodies(fake_gemini)[-1]["contents"][1]["parts"]
+    assert shared.SIGNATURE_BACKEND_KEY not in call_part
+    if persona.credentials[0].kind == "gemini_api_key":
+        assert call_part["thoughtSignature"] == "c2lnbmVk"
+    else:
+        # Code Assist does not accept the Gemini API's signatures.
+        assert "thoughtSignature" not in call_part
 
 
 def test_previous_response_id_continues_a_stored_response(live, persona, fake_gemini):
