@@ -11,6 +11,7 @@ import pytest
 from rotator.codecs import shared
 from stats.models import UsageCounter
 from stats.usage import usage_flush
+from tests.conftest import persona_create
 from tests.rotator.codecs.test_openai_responses import CODEX_REQUEST
 from tests.rotator.test_oauth import oauth_persona
 
@@ -253,6 +254,12 @@ def test_errors_come_in_openai_shape_with_the_right_status(live, alice, charlie)
     with pytest.raises(openai.APIStatusError) as empty:
         client(live, charlie).responses.create(model=MODEL, input="hi")
     assert empty.value.status_code == 503
+
+
+def test_a_model_the_key_may_not_use_is_a_403(live, db):
+    dora = persona_create("dora", credentials=1, allowed_models=["gemini-2.5-pro"])
+    with pytest.raises(openai.PermissionDeniedError):
+        client(live, dora).responses.create(model=MODEL, input="hi")
 
 
 def test_an_exhausted_pool_is_a_429_with_retry_after(live, alice, fake_gemini):
