@@ -8,7 +8,6 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from accounts.api_selectors import api_key_by_secret
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
 from accounts.services import CredentialAdded, OAuthAccount, api_key_create, credential_add
@@ -29,6 +28,12 @@ class ConfigUpdated:
             for action in ("created", "updated", "replaced", "duplicate")
         )
         return f"{counts}; the pool holds {self.pool_size} credential(s)"
+
+
+def api_key_by_secret(*, secret: str) -> ApiKey | None:
+    """The registered key with this secret, found by digest (the secret itself is never
+    stored)."""
+    return ApiKey.objects.select_related("user").filter(digest=digest(secret.strip())).first()
 
 
 def _username_free(key_digest: str) -> str:

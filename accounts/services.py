@@ -58,11 +58,34 @@ def api_key_create(
         prefix=mask(secret),
         digest=key_digest,
         expires_at=expires_at,
-        allowed_models=[model_bare(m) for m in allowed_models],
+        allowed_models=_models_bare(allowed_models),
         requests_per_minute=requests_per_minute,
         requests_per_day=requests_per_day,
     )
     return api_key, secret
+
+
+_UPDATABLE = ("name", "expires_at", "allowed_models", "requests_per_minute", "requests_per_day")
+
+
+def api_key_update(*, api_key: ApiKey, **changes: Any) -> ApiKey:
+    """Changes a key's name, expiry, allowed models or limits (the names in `changes`; others
+    are left alone) and saves only those fields, which reloads its pool everywhere. The
+    secret never changes: issue a new key instead. Returns the key."""
+    unknown = set(changes) - set(_UPDATABLE)
+    if unknown:
+        raise ValueError(f"api_key_update cannot change {', '.join(sorted(unknown))}")
+    if "allowed_models" in changes:
+        changes["allowed_models"] = _models_bare(changes["allowed_models"])
+    for name, value in changes.items():
+        setattr(api_key, name, value)
+    api_key.save(update_fields=list(changes))
+    return api_key
+
+
+def _models_bare(models: Iterable[str]) -> list[str]:
+    # Clients name models with or without Google's "models/" prefix; keys store them bare.
+    return [model_bare(model) for model in models]
 
 
 def api_key_revoke(*, api_key: ApiKey, now: datetime) -> None:

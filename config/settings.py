@@ -81,6 +81,8 @@ INSTALLED_APPS = [
     "accounts",
     "rotator",
     "stats",
+    # The Face: the management API over all three.
+    "api",
 ]
 
 # Browser-facing pages (admin, /stat, /api) get the full chain. The proxy routes are served
@@ -316,11 +318,11 @@ CELERY_BEAT_SCHEDULE = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.api_auth.MasterKeyAuthentication",
+        "api.auth.MasterKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.api_auth.IsOperator"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.ModelPermission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -338,7 +340,7 @@ SPECTACULAR_SETTINGS = {
     # Adds the proxy routes (plain async views) and the error shapes to the schema.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "accounts.api_schema.schema_complete",
+        "api.schema.schema_complete",
     ],
 }
 

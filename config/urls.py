@@ -29,7 +29,7 @@ urlpatterns = [
     path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("", include("stats.urls")),
-    path("", include("accounts.urls")),
+    path("", include("api.urls")),
     # Anything else under the proxy prefixes answers in the dialect, never an HTML page.
     re_path(r"^v1beta/(?P<rest>.*)$", views.gemini_not_found),
     re_path(r"^v1/(?P<rest>.*)$", views.openai_not_found),

@@ -407,7 +407,14 @@ async def credential_report(
         return
     if outcome is Outcome.CLIENT_ERROR:
         return
-    if outcome in (Outcome.TRANSIENT, Outcome.EMPTY):
+    if outcome is Outcome.EMPTY:
+        # An answer without content (MALFORMED_FUNCTION_CALL, thoughts only) is the model's
+        # failure, not the credential's: logged, never counted toward its circuit breaker.
+        await orm_call(_error_log_add)(
+            credential_id=credential.id, model=model, status=status, verdict=verdict, now=now
+        )
+        return
+    if outcome is Outcome.TRANSIENT:
         count = _failures.get(credential.id, 0) + 1
         _failures[credential.id] = count
         if count < settings.CIRCUIT_BREAKER_FAILURES:

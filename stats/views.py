@@ -1,7 +1,8 @@
 """/stat (page, sign-in, JSON), /debug/stats and /metrics: thin views over stats.selectors.
 
-Who sees what on /stat: staff (Django login) see any user's pool, picked with ?user=ID;
-anyone else signs in on the page with their Rotator API key and sees only that key's pool.
+Who sees what on /stat: staff (Django login) holding POOL_VIEW_PERMISSION see any user's
+pool, picked with ?user=ID, and other staff only their own; anyone else signs in on the page
+with their Rotator API key and sees only that key's pool.
 The session keeps the key's id, never its secret, and the key is checked again on every
 request, so revoking it signs the browser out.
 """
@@ -26,6 +27,9 @@ from stats import selectors
 from stats.metrics import metrics_render
 
 SESSION_KEY = "stat_api_key_id"
+# A pool is its credentials (with their marks and usage): seeing another user's needs what the
+# admin and the management API ask to list credentials.
+POOL_VIEW_PERMISSION = "accounts.view_credential"
 
 
 class Forbidden(RotatorError):
@@ -40,13 +44,18 @@ class Viewer:
 
     user_id: int
     is_staff: bool
+    sees_every_pool: bool = False
     api_key: ApiKey | None = None
 
 
 def _viewer(request: HttpRequest) -> Viewer | None:
     user = request.user
     if user.is_authenticated and user.is_active and user.is_staff:
-        return Viewer(user_id=user.pk, is_staff=True)
+        return Viewer(
+            user_id=user.pk,
+            is_staff=True,
+            sees_every_pool=user.has_perm(POOL_VIEW_PERMISSION),
+        )
     api_key_id = request.session.get(SESSION_KEY)
     if api_key_id is None:
         return None
@@ -58,11 +67,17 @@ def _viewer(request: HttpRequest) -> Viewer | None:
 
 
 def _pool_owner(request: HttpRequest, viewer: Viewer) -> int:
-    """Whose pool to show. Raises Forbidden when a key holder asks for someone else's."""
+    """Whose pool to show. Raises Forbidden when a viewer who may only see their own pool asks
+    for someone else's."""
     asked = request.GET.get("user", "")
-    if not viewer.is_staff:
+    if not viewer.sees_every_pool:
         if asked and asked != str(viewer.user_id):
-            raise Forbidden("An API key only shows its own pool.", code="not_your_pool")
+            message = (
+                f"Seeing another user's pool needs the permission {POOL_VIEW_PERMISSION}."
+                if viewer.is_staff
+                else "An API key only shows its own pool."
+            )
+            raise Forbidden(message, code="not_your_pool")
         return viewer.user_id
     if asked.isdigit():
         return int(asked)
@@ -85,7 +100,7 @@ def stat_page(request: HttpRequest) -> HttpResponse:
     context = {
         "viewer": viewer,
         "dashboard": dashboard,
-        "users": selectors.stat_users() if viewer.is_staff else [],
+        "users": selectors.stat_users() if viewer.sees_every_pool else [],
         "refresh_seconds": 5,
     }
     return render(request, "stats/stat.html", context)

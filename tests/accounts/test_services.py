@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import ApiKey, Credential
 from accounts.services import (
     api_key_create,
+    api_key_update,
     credential_add,
     credentials_import_env,
     credentials_import_text,
@@ -145,3 +146,15 @@ def test_a_check_marks_a_refused_key_invalid_and_restores_it_when_it_works(bob, 
     assert credential_check(credential=credential, now=clock.now()).ok
     credential.refresh_from_db()
     assert credential.status == Credential.Status.ACTIVE
+
+
+def test_a_key_update_changes_only_what_it_names_and_stores_models_bare(alice):
+    api_key_update(
+        api_key=alice.api_key, allowed_models=["models/gemini-2.5-pro", "gemini-2.5-flash"]
+    )
+    stored = ApiKey.objects.get(id=alice.api_key.id)
+    assert stored.allowed_models == ["gemini-2.5-pro", "gemini-2.5-flash"]
+    assert stored.name == "alice's key"
+    assert stored.digest == alice.api_key.digest
+    with pytest.raises(ValueError, match="digest"):
+        api_key_update(api_key=alice.api_key, digest="0" * 64)

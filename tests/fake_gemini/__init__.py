@@ -46,6 +46,8 @@ Behaviours (`fake.behave(secret, name, model=None, times=None, **params)`):
                             on Code Assist; OpenAI streams get a `data:` event and no [DONE].
                             A request that does not stream gets that error as its HTTP status
     no_finish               no chunk (or answer) carries a finishReason (OpenAI: null)
+    thoughts_only           a thought summary and an empty text part, finishReason STOP
+    signature_only          one empty text part carrying only a thoughtSignature, STOP
 
 As strict as Google (tests/fake_gemini/rules.py; wire facts in the shared gemini-protocol.md), a
 generateContent / streamGenerateContent request on the Gemini API or Code Assist is refused with

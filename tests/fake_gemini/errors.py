@@ -50,6 +50,8 @@ MODEL_SCOPED = frozenset(
         "malformed_function_call",
         "stream_error",
         "no_finish",
+        "thoughts_only",
+        "signature_only",
         "code_assist_rate_limit",
         "code_assist_quota",
         "model_capacity",
@@ -70,6 +72,8 @@ TRANSPORT = frozenset(
         "malformed_function_call",
         "stream_error",
         "no_finish",
+        "thoughts_only",
+        "signature_only",
     }
 )
 ERRORS = frozenset(

@@ -376,7 +376,14 @@ async def _plan(
     elif name == "cut_stream":
         plan.cut_after = int(params.get("after", 1))
         plan.chunks = max(plan.chunks, plan.cut_after + 1)
-    elif name in ("empty", "safety", "malformed_function_call", "no_finish"):
+    elif name in (
+        "empty",
+        "safety",
+        "malformed_function_call",
+        "no_finish",
+        "thoughts_only",
+        "signature_only",
+    ):
         plan.outcome = name
     elif name == "parallel_calls":
         plan.calls = int(params.get("count", 2))

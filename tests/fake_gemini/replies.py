@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fake_gemini.rules import signature_mint
+
 THOUGHT_TEXT = "thinking..."
 JSON_REPLY = '{"answer": "fake"}'
 WEATHER_ARGS = {"city": "Paris"}
@@ -113,6 +115,16 @@ def _outcome(reply: Reply, outcome: str) -> Reply:
         return Reply(prompt_tokens=reply.prompt_tokens, finish="MALFORMED_FUNCTION_CALL")
     if outcome == "no_finish":
         reply.finish = ""
+    if outcome == "thoughts_only":
+        # Thought summaries and nothing else: Gemini's "the model said nothing" that looks busy.
+        return Reply(prompt_tokens=reply.prompt_tokens, text="", thought=True)
+    if outcome == "signature_only":
+        # An empty text part carrying only a signature, as Gemini streams them on their own.
+        return Reply(
+            prompt_tokens=reply.prompt_tokens,
+            text="",
+            signature=reply.signature or signature_mint(backend="gemini-api"),
+        )
     return reply
 
 

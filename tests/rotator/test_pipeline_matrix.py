@@ -272,13 +272,19 @@ def test_an_invalid_credential_is_marked_invalid_and_the_request_served_by_anoth
     assert statuses[persona.credentials[1].id] == Credential.Status.ACTIVE
 
 
+# Answers that carry nothing for the user, whatever their shape. One rule decides (rotator
+# classify.success_body_classify), streamed or not: a stream is held until it has content.
+NOTHING = ["empty", "thoughts_only", "signature_only", "malformed_function_call"]
+
+
+@pytest.mark.parametrize("nothing", NOTHING)
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize(("dialect", "kind"), PAIRS)
-def test_an_empty_answer_is_retried_on_another_credential(
-    dialect, kind, stream, pool_of, http, fake_gemini
+def test_an_answer_without_content_is_retried_on_another_credential(
+    dialect, kind, stream, nothing, pool_of, http, fake_gemini
 ):
     persona = pool_of(kind)
-    fake_gemini.behave(kind.secrets(persona)[0], "empty", times=1)
+    fake_gemini.behave(kind.secrets(persona)[0], nothing, times=1)
     for _ in range(2):  # round robin reaches the empty credential within two requests
         reply = dialect.send(http, persona.key, stream=stream, tool=False)
         assert reply.status == 200 and reply.text and reply.complete

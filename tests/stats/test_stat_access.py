@@ -1,9 +1,10 @@
-"""Who sees what on /stat: staff see every pool, a key holder only their own, nobody a secret."""
+"""Who sees what on /stat: staff with the permission see every pool, a key holder only their own,
+nobody a secret."""
 
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 
 from accounts.services import api_key_revoke
 from common import clock
@@ -83,7 +84,7 @@ def test_signing_out_ends_access(client, alice):
     assert client.get("/stat/data.json").status_code == 401
 
 
-def test_staff_see_every_pool_with_a_user_picker(admin_client, alice, bob, charlie):
+def test_superusers_see_every_pool_with_a_user_picker(admin_client, alice, bob, charlie):
     _labels(alice), _labels(bob)
     page = admin_client.get("/stat")
     assert page.status_code == 200
@@ -127,3 +128,31 @@ def test_an_unknown_user_is_a_clean_not_found_for_staff(admin_client):
     assert admin_client.get("/stat?user=999999").status_code == 404
     assert admin_client.get("/stat/data.json?user=999999").status_code == 403
     assert User.objects.filter(id=999999).count() == 0
+
+
+def test_staff_without_the_view_permission_see_only_their_own_pool(client, alice, bob):
+    _labels(alice), _labels(bob)
+    ops = User.objects.create_user(username="ops", password="ops-password-1", is_staff=True)
+    client.force_login(ops)
+    page = client.get("/stat")
+    assert page.status_code == 200
+    assert b'name="user"' not in page.content  # no user picker
+    assert not any(label.encode() in page.content for label in _labels(alice) | _labels(bob))
+
+    asked_for_bob = client.get(f"/stat/data.json?user={bob.user.id}")
+    assert asked_for_bob.status_code == 403
+    assert "accounts.view_credential" in asked_for_bob.json()["error"]["message"]
+    assert not any(label in asked_for_bob.content.decode() for label in _labels(bob))
+    page_for_bob = client.get(f"/stat?user={bob.user.id}", follow=True)
+    assert not any(label.encode() in page_for_bob.content for label in _labels(bob))
+    assert client.get("/stat/data.json").json()["user"]["username"] == "ops"
+
+
+def test_staff_with_the_view_permission_see_other_users_pools(client, alice, bob):
+    ops = User.objects.create_user(username="ops", password="ops-password-1", is_staff=True)
+    ops.user_permissions.add(Permission.objects.get(codename="view_credential"))
+    client.force_login(ops)
+    labels = _labels(bob)
+    data = client.get(f"/stat/data.json?user={bob.user.id}").json()
+    assert {c["label"] for c in data["credentials"]} == labels
+    assert b'name="user"' in client.get("/stat").content

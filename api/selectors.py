@@ -12,7 +12,6 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import ApiKey, Credential
-from accounts.secrets import digest
 from rotator.models import Mark
 from stats.models import UsageCounter
 
@@ -54,12 +53,6 @@ def users_list(
 
 def user_get(*, user_id: int) -> User | None:
     return users_list().filter(id=user_id).first()
-
-
-def api_key_by_secret(*, secret: str) -> ApiKey | None:
-    """The registered key with this secret, found by digest (the secret itself is never
-    stored)."""
-    return ApiKey.objects.select_related("user").filter(digest=digest(secret.strip())).first()
 
 
 def api_keys_list(

@@ -40,7 +40,7 @@ def oauth_json(refresh_token: str = "1//refresh-token-of-dora-0001", **extra: ob
 
 def test_an_api_key_credential_is_added_and_shown_masked(api, charlie):
     response = api.post(
-        "/api/credentials/create/",
+        "/api/credentials/",
         {"user": charlie.user.id, "api_key": NEW_KEY, "label": "team key"},
         format="json",
     )
@@ -69,7 +69,7 @@ def test_credentials_are_listed_and_shown_without_their_secrets(api, alice):
 
 def test_the_same_api_key_twice_is_reported_as_a_duplicate_not_doubled(api, alice):
     response = api.post(
-        "/api/credentials/create/",
+        "/api/credentials/",
         {"user": alice.user.id, "api_key": alice.upstream_keys[0]},
         format="json",
     )
@@ -80,7 +80,7 @@ def test_the_same_api_key_twice_is_reported_as_a_duplicate_not_doubled(api, alic
 
 def test_an_oauth_account_is_added_with_its_email_as_label(api, charlie):
     response = api.post(
-        "/api/credentials/create/",
+        "/api/credentials/",
         {"user": charlie.user.id, "oauth": oauth_json(), "project_label": "proj-a"},
         format="json",
     )
@@ -95,7 +95,7 @@ def test_an_oauth_account_is_added_with_its_email_as_label(api, charlie):
 
 def test_an_oauth_account_given_as_a_json_string_is_accepted(api, charlie):
     response = api.post(
-        "/api/credentials/create/",
+        "/api/credentials/",
         {"user": charlie.user.id, "oauth": json.dumps(oauth_json())},
         format="json",
     )
@@ -103,11 +103,9 @@ def test_an_oauth_account_given_as_a_json_string_is_accepted(api, charlie):
 
 
 def test_the_same_refresh_token_again_updates_the_account(api, charlie):
-    api.post(
-        "/api/credentials/create/", {"user": charlie.user.id, "oauth": oauth_json()}, format="json"
-    )
+    api.post("/api/credentials/", {"user": charlie.user.id, "oauth": oauth_json()}, format="json")
     again = api.post(
-        "/api/credentials/create/",
+        "/api/credentials/",
         {"user": charlie.user.id, "oauth": oauth_json(projectId="moved-project")},
         format="json",
     )
@@ -121,7 +119,7 @@ def test_a_full_pool_replaces_its_oldest_credential(api, settings, alice):
     settings.MAX_CREDENTIALS = 3
     oldest = alice.credentials[0]
     response = api.post(
-        "/api/credentials/create/", {"user": alice.user.id, "api_key": NEW_KEY}, format="json"
+        "/api/credentials/", {"user": alice.user.id, "api_key": NEW_KEY}, format="json"
     )
     assert response.status_code == 201
     assert response.json()["action"] == "replaced"
@@ -152,7 +150,7 @@ def test_bad_credential_input_is_a_400_naming_the_field_and_writes_nothing(
     api, charlie, payload, field
 ):
     payload = {"user": charlie.user.id, **payload}
-    response = api.post("/api/credentials/create/", payload, format="json")
+    response = api.post("/api/credentials/", payload, format="json")
     assert response.status_code == 400
     assert field in response.json()
     assert Credential.objects.count() == 0
@@ -196,7 +194,7 @@ def test_a_check_against_upstream_marks_a_refused_key_invalid_and_a_working_one_
 def test_an_oauth_account_is_checked_by_refreshing_its_token(api, charlie, fake_gemini):
     fake_gemini.oauth_account_add(refresh_token="1//refresh-token-of-dora-0001")
     created = api.post(
-        "/api/credentials/create/", {"user": charlie.user.id, "oauth": oauth_json()}, format="json"
+        "/api/credentials/", {"user": charlie.user.id, "oauth": oauth_json()}, format="json"
     ).json()
     response = api.post(f"/api/credentials/{created['credential']['id']}/check/")
     assert response.json()["ok"] is True
@@ -205,24 +203,24 @@ def test_an_oauth_account_is_checked_by_refreshing_its_token(api, charlie, fake_
 
 def test_a_deleted_credential_is_gone_from_the_pool(api, alice):
     target = alice.credentials[2]
-    response = api.post(f"/api/credentials/{target.id}/delete/")
+    response = api.delete(f"/api/credentials/{target.id}/")
     assert response.status_code == 204
     assert not Credential.objects.filter(id=target.id).exists()
     assert api.get(f"/api/credentials/{target.id}/").status_code == 404
 
 
-@pytest.mark.parametrize("verb", ["enable", "disable", "check", "delete"])
+@pytest.mark.parametrize("verb", ["enable", "disable", "check", "clear-marks"])
 def test_acting_on_an_unknown_credential_is_a_404(api, db, verb):
     assert api.post(f"/api/credentials/999999/{verb}/").status_code == 404
+    assert api.delete("/api/credentials/999999/").status_code == 404
+    assert api.patch("/api/credentials/999999/", {}, format="json").status_code == 404
 
 
 def test_credentials_are_filtered_by_kind_status_enabled_and_search(api, alice, bob):
     Credential.objects.filter(id=bob.credentials[0].id).update(
         status=Credential.Status.INVALID, enabled=False, label="broken one"
     )
-    api.post(
-        "/api/credentials/create/", {"user": bob.user.id, "oauth": oauth_json()}, format="json"
-    )
+    api.post("/api/credentials/", {"user": bob.user.id, "oauth": oauth_json()}, format="json")
 
     def ids(**query: str) -> list[int]:
         return [row["id"] for row in api.get("/api/credentials/", query).json()["results"]]

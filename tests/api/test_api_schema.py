@@ -30,14 +30,20 @@ def test_the_schema_describes_the_management_api_and_the_config_endpoints(schema
     paths = schema["paths"]
     for path in (
         "/api/users/",
-        "/api/keys/create/",
+        "/api/users/{id}/rotate/",
+        "/api/keys/",
+        "/api/keys/{id}/revoke/",
         "/api/credentials/{id}/check/",
-        "/api/marks/clear/",
+        "/api/credentials/{id}/clear-marks/",
+        "/api/credentials/import/",
+        "/api/marks/",
         "/api/usage/",
         "/v1/config/update",
         "/v1/config/rotate",
     ):
         assert path in paths
+    assert set(paths["/api/keys/{id}/"]) == {"get", "patch", "delete"}
+    assert not [path for path in paths if path.endswith(("/create/", "/delete/", "/clear/"))]
     assert paths["/api/users/"]["get"]["security"][0] == {"masterKey": []}
     config_errors = paths["/v1/config/update"]["post"]["responses"]
     assert config_errors["401"]["content"]["application/json"]["schema"] == {

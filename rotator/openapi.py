@@ -1,101 +1,20 @@
-"""The OpenAPI 3 schema at /api/schema/ and its offline docs page: the management API, the
-config endpoints, and hand-written entries for the proxy routes (plain async Django views that
-drf-spectacular cannot see)."""
+"""The OpenAPI description of the proxy routes: plain async Django views that drf-spectacular
+cannot see, described by hand beside them; the management API's schema adds these."""
 
-import re
-from pathlib import Path
 from typing import Any
-
-import drf_spectacular_sidecar
-from django.http import Http404, HttpRequest, HttpResponseBase
-from django.urls import reverse
-from django.views.static import serve
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.permissions import AllowAny
-from rest_framework.serializers import BaseSerializer
-
-SWAGGER_UI_DIR = (
-    Path(drf_spectacular_sidecar.__file__).parent
-    / "static"
-    / "drf_spectacular_sidecar"
-    / "swagger-ui-dist"
-)
-# What the docs page loads; nothing else in the package is served.
-SWAGGER_UI_FILES = frozenset(
-    {
-        "swagger-ui.css",
-        "swagger-ui-bundle.js",
-        "swagger-ui-standalone-preset.js",
-        "favicon-32x32.png",
-    }
-)
-
-
-class ApiAutoSchema(AutoSchema):
-    """Names components and operations after the view classes: `CredentialCreateApi` gives
-    operation `credential_create` and components `CredentialCreateInput` / `...Output`, so the
-    nested `InputSerializer` / `OutputSerializer` of different views never collide."""
-
-    def get_serializer_name(self, serializer: BaseSerializer[Any], direction: str) -> str:
-        qualified = type(serializer).__qualname__
-        return qualified.replace("Api.", "").replace(".", "")
-
-    def get_operation_id(self) -> str:
-        name = type(self.view).__name__.removesuffix("Api")
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-    def get_override_parameters(self) -> list[Any]:
-        # List views validate their query with a nested FilterSerializer; document it as-is.
-        filters = getattr(self.view, "FilterSerializer", None)
-        return [*super().get_override_parameters(), *([filters] if filters else [])]
-
-    def get_tags(self) -> list[str]:
-        parts = self.path.strip("/").split("/")
-        return ["config"] if parts[0] == "v1" else [parts[1] if len(parts) > 1 else parts[0]]
-
-
-class MasterKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    target_class = "accounts.api_auth.MasterKeyAuthentication"
-    name = "masterKey"
-
-    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "MASTER_API_KEY as a Bearer token.",
-        }
-
-
-# ------------------------------------------------------------------ error and proxy shapes
 
 _REF = "#/components/schemas/"
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": _REF + name}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+def json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-COMPONENTS: dict[str, dict[str, Any]] = {
-    "ApiError": {
-        "type": "object",
-        "description": "Management API error.",
-        "properties": {"detail": {"type": "string"}},
-        "required": ["detail"],
-    },
-    "ApiValidationError": {
-        "type": "object",
-        "description": "Field name (or non_field_errors) to its messages; list items and "
-        "nested fields give objects keyed by index or name.",
-        "additionalProperties": {
-            "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]
-        },
-    },
+PROXY_COMPONENTS: dict[str, dict[str, Any]] = {
     "OpenAIError": {
         "type": "object",
         "description": "Error in the OpenAI dialect (/v1).",
@@ -154,7 +73,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {
             "model": {"type": "string", "example": "gemini-2.5-flash"},
-            "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
+            "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
             "stream": {"type": "boolean", "default": False},
             "temperature": {"type": "number"},
             "top_p": {"type": "number"},
@@ -245,7 +164,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {
             "object": {"type": "string", "enum": ["list"]},
-            "data": {"type": "array", "items": _ref("OpenAIModel")},
+            "data": {"type": "array", "items": ref("OpenAIModel")},
         },
         "required": ["object", "data"],
     },
@@ -263,7 +182,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
     "GeminiModelList": {
         "type": "object",
-        "properties": {"models": {"type": "array", "items": _ref("GeminiModel")}},
+        "properties": {"models": {"type": "array", "items": ref("GeminiModel")}},
         "required": ["models"],
     },
     "GeminiRequest": {
@@ -298,7 +217,7 @@ _SECURITY_PROXY: list[dict[str, list[str]]] = [
     {"googApiKey": []},
     {"keyQuery": []},
 ]
-_SECURITY_SCHEMES = {
+PROXY_SECURITY_SCHEMES = {
     "userKey": {
         "type": "http",
         "scheme": "bearer",
@@ -326,8 +245,8 @@ _RETRY_AFTER = {
 }
 
 
-def _errors(schema: str, statuses: dict[int, str]) -> dict[str, Any]:
-    responses = {str(status): _json(_ref(schema), text) for status, text in statuses.items()}
+def errors_described(schema: str, statuses: dict[int, str]) -> dict[str, Any]:
+    responses = {str(status): json_response(ref(schema), text) for status, text in statuses.items()}
     if "429" in responses:
         responses["429"]["headers"] = _RETRY_AFTER
     return responses
@@ -379,21 +298,21 @@ def _operation(
     if body:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
+            "content": {"application/json": {"schema": ref(body)}},
         }
     return operation
 
 
 def _sse_or_json(schema: str, description: str) -> dict[str, Any]:
-    ok = _json(_ref(schema), description)
+    ok = json_response(ref(schema), description)
     ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
     return ok
 
 
 def proxy_paths() -> dict[str, Any]:
     """Path items for the proxy routes (the same routes answer without the /v1 prefix)."""
-    openai_errors = _errors("OpenAIError", _OPENAI_ERRORS)
-    google_errors = _errors("GoogleError", _GOOGLE_ERRORS)
+    openai_errors = errors_described("OpenAIError", _OPENAI_ERRORS)
+    google_errors = errors_described("GoogleError", _GOOGLE_ERRORS)
     model = _model_parameter("Model name, with or without the models/ prefix.")
     method = {
         "name": "method",
@@ -434,7 +353,7 @@ def proxy_paths() -> dict[str, Any]:
                 summary="Embeddings (OpenAI dialect); served by Gemini API keys only.",
                 tag="proxy (OpenAI)",
                 body="EmbeddingRequest",
-                ok=_json(_ref("EmbeddingList"), "The embeddings."),
+                ok=json_response(ref("EmbeddingList"), "The embeddings."),
                 errors=openai_errors,
             )
         },
@@ -443,7 +362,7 @@ def proxy_paths() -> dict[str, Any]:
                 operation_id="openai_models",
                 summary="Models this key may use (OpenAI dialect).",
                 tag="proxy (OpenAI)",
-                ok=_json(_ref("OpenAIModelList"), "The models."),
+                ok=json_response(ref("OpenAIModelList"), "The models."),
                 errors=openai_errors,
             )
         },
@@ -453,7 +372,7 @@ def proxy_paths() -> dict[str, Any]:
                 summary="One model (OpenAI dialect).",
                 tag="proxy (OpenAI)",
                 parameters=[model],
-                ok=_json(_ref("OpenAIModel"), "The model."),
+                ok=json_response(ref("OpenAIModel"), "The model."),
                 errors=openai_errors,
             )
         },
@@ -462,7 +381,7 @@ def proxy_paths() -> dict[str, Any]:
                 operation_id="gemini_models",
                 summary="Models this key may use (Gemini dialect).",
                 tag="proxy (Gemini)",
-                ok=_json(_ref("GeminiModelList"), "The models."),
+                ok=json_response(ref("GeminiModelList"), "The models."),
                 errors=google_errors,
             )
         },
@@ -472,7 +391,7 @@ def proxy_paths() -> dict[str, Any]:
                 summary="One model (Gemini dialect).",
                 tag="proxy (Gemini)",
                 parameters=[model],
-                ok=_json(_ref("GeminiModel"), "The model."),
+                ok=json_response(ref("GeminiModel"), "The model."),
                 errors=google_errors,
             )
         },
@@ -489,82 +408,3 @@ def proxy_paths() -> dict[str, Any]:
             )
         },
     }
-
-
-_API_ERRORS: dict[int, tuple[dict[str, Any], str]] = {
-    400: (
-        {"anyOf": [_ref("ApiValidationError"), _ref("ApiError")]},
-        "Invalid input: messages per field (or a detail, for a body that does not parse).",
-    ),
-    401: (_ref("ApiError"), "No or wrong credentials."),
-    403: (_ref("ApiError"), "Not an operator, or MASTER_API_KEY is not configured."),
-    404: (_ref("ApiError"), "No such object."),
-}
-_CONFIG_ERRORS = {
-    400: "Invalid input: the first field at fault in param, all of them in message.",
-    401: "No or wrong master key.",
-    403: "MASTER_API_KEY is not configured.",
-}
-
-
-def schema_complete(
-    result: dict[str, Any], generator: Any, request: Any, public: bool
-) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: documents the error answers of every generated
-    operation, and adds the proxy routes, their shapes and security schemes."""
-    for path, item in result.get("paths", {}).items():
-        for operation in item.values():
-            responses = operation.setdefault("responses", {})
-            if path.startswith("/v1/"):
-                errors = _errors("OpenAIError", _CONFIG_ERRORS)
-            else:
-                errors = {
-                    str(code): _json(schema, text) for code, (schema, text) in _API_ERRORS.items()
-                }
-            for status, response in errors.items():
-                responses.setdefault(status, response)
-    result.setdefault("paths", {}).update(proxy_paths())
-    components = result.setdefault("components", {})
-    components.setdefault("schemas", {}).update(COMPONENTS)
-    components.setdefault("securitySchemes", {}).update(_SECURITY_SCHEMES)
-    return result
-
-
-SCHEMA_SETTINGS = {
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "accounts.api_schema.schema_complete",
-    ],
-}
-
-
-class SchemaView(SpectacularAPIView):
-    """The schema, public: it describes routes, never data."""
-
-    authentication_classes: list[Any] = []
-    permission_classes = [AllowAny]
-    serve_public = True
-    custom_settings = SCHEMA_SETTINGS
-
-
-class DocsView(SpectacularSwaggerView):
-    """Swagger UI served from this server (drf-spectacular-sidecar), no CDN needed."""
-
-    authentication_classes: list[Any] = []
-    permission_classes = [AllowAny]
-    url_name = "api-schema"
-
-    @staticmethod
-    def _swagger_ui_resource(filename: str) -> str:
-        return reverse("api-docs-asset", kwargs={"path": filename})
-
-    @staticmethod
-    def _swagger_ui_favicon() -> str:
-        return reverse("api-docs-asset", kwargs={"path": "favicon-32x32.png"})
-
-
-def docs_asset(request: HttpRequest, path: str) -> HttpResponseBase:
-    """Swagger UI's files, straight from the sidecar package (no collectstatic step)."""
-    if path not in SWAGGER_UI_FILES:
-        raise Http404("No such asset.")
-    return serve(request, path, document_root=str(SWAGGER_UI_DIR))

@@ -60,7 +60,7 @@ def test_a_bad_filter_value_is_a_400_naming_the_field(api, alice):
 
 
 def test_a_user_is_created_without_a_password_and_without_staff_rights(api):
-    response = api.post("/api/users/create/", {"username": "dave"}, format="json")
+    response = api.post("/api/users/", {"username": "dave"}, format="json")
     assert response.status_code == 201
     assert response.json()["username"] == "dave"
     assert response.json()["api_keys"] == 0
@@ -81,7 +81,7 @@ def test_a_user_is_created_without_a_password_and_without_staff_rights(api):
 )
 def test_a_bad_user_is_refused_field_by_field_and_nothing_is_created(api, alice, payload, field):
     before = User.objects.count()
-    response = api.post("/api/users/create/", payload, format="json")
+    response = api.post("/api/users/", payload, format="json")
     assert response.status_code == 400
     assert field in response.json()
     assert User.objects.count() == before
@@ -106,7 +106,7 @@ def test_an_unknown_api_route_answers_in_json(api):
 
 
 def test_a_created_key_shows_its_secret_once_and_only_its_mask_afterwards(api, charlie):
-    response = api.post("/api/keys/create/", {"user": charlie.user.id, "name": "ci"}, format="json")
+    response = api.post("/api/keys/", {"user": charlie.user.id, "name": "ci"}, format="json")
     assert response.status_code == 201
     created = response.json()
     secret = created["secret"]
@@ -124,7 +124,7 @@ def test_a_created_key_shows_its_secret_once_and_only_its_mask_afterwards(api, c
 def test_a_key_carries_its_limits_allowed_models_and_expiry(api, charlie):
     expires = (clock.now() + timedelta(days=30)).replace(microsecond=0)
     response = api.post(
-        "/api/keys/create/",
+        "/api/keys/",
         {
             "user": charlie.user.id,
             "name": "limited",
@@ -147,7 +147,7 @@ def test_a_key_carries_its_limits_allowed_models_and_expiry(api, charlie):
 
 def test_a_key_clients_already_use_can_be_registered(api, charlie):
     response = api.post(
-        "/api/keys/create/",
+        "/api/keys/",
         {"user": charlie.user.id, "secret": "sk-legacy-client-key-0001"},
         format="json",
     )
@@ -175,16 +175,14 @@ def test_a_bad_key_request_is_refused_field_by_field_and_nothing_is_created(
 ):
     payload = {k: alice.user.id if v == "{alice}" else v for k, v in payload.items()}
     before = ApiKey.objects.count()
-    response = api.post("/api/keys/create/", payload, format="json")
+    response = api.post("/api/keys/", payload, format="json")
     assert response.status_code == 400
     assert field in response.json()
     assert ApiKey.objects.count() == before
 
 
 def test_registering_a_secret_that_is_already_registered_is_a_400(api, alice, bob):
-    response = api.post(
-        "/api/keys/create/", {"user": bob.user.id, "secret": alice.key}, format="json"
-    )
+    response = api.post("/api/keys/", {"user": bob.user.id, "secret": alice.key}, format="json")
     assert response.status_code == 400
     assert "already registered" in str(response.json())
     assert alice.key not in response.content.decode()
@@ -230,7 +228,7 @@ def test_a_key_created_through_the_api_serves_requests_and_stops_when_revoked(
     settings.MASTER_API_KEY = MASTER
     operator = {"Authorization": f"Bearer {MASTER}"}
     created = http.post(
-        "/api/keys/create/", json={"user": alice.user.id, "name": "script"}, headers=operator
+        "/api/keys/", json={"user": alice.user.id, "name": "script"}, headers=operator
     )
     assert created.status_code == 201
     secret = created.json()["secret"]

@@ -72,27 +72,22 @@ def test_a_bad_mark_filter_is_a_400(api, db):
     assert set(response.json()) == {"reason", "active"}
 
 
-def test_clearing_removes_every_mark_of_the_given_credentials_only(api, alice):
+def test_clearing_removes_every_mark_of_that_credential_only(api, alice):
     _mark(alice.credentials[0], "gemini-2.5-pro", "quota_exhausted", minutes=600)
     _mark(alice.credentials[0], "gemini-2.5-flash", "rate_limited", minutes=1)
     kept = _mark(alice.credentials[1], "gemini-2.5-pro", "rate_limited", minutes=1)
-    response = api.post(
-        "/api/marks/clear/", {"credentials": [alice.credentials[0].id]}, format="json"
-    )
+    response = api.post(f"/api/credentials/{alice.credentials[0].id}/clear-marks/")
     assert response.status_code == 200
     assert response.json() == {"cleared": 2}
     assert list(Mark.objects.values_list("id", flat=True)) == [kept.id]
 
 
-@pytest.mark.parametrize(
-    "payload", [{}, {"credentials": []}, {"credentials": [999999]}, {"credentials": "all"}]
-)
-def test_clearing_needs_existing_credentials(api, alice, payload):
-    _mark(alice.credentials[0], "gemini-2.5-pro", "quota_exhausted", minutes=600)
-    response = api.post("/api/marks/clear/", payload, format="json")
-    assert response.status_code == 400
-    assert "credentials" in response.json()
-    assert Mark.objects.count() == 1
+def test_one_mark_is_shown_by_id(api, alice):
+    mark = _mark(alice.credentials[0], "gemini-2.5-pro", "quota_exhausted", minutes=600)
+    response = api.get(f"/api/marks/{mark.id}/")
+    assert response.status_code == 200
+    assert (response.json()["reason"], response.json()["active"]) == ("quota_exhausted", True)
+    assert api.get("/api/marks/999999/").status_code == 404
 
 
 def test_clearing_marks_puts_an_exhausted_pool_back_to_work(
@@ -110,12 +105,11 @@ def test_clearing_marks_puts_an_exhausted_pool_back_to_work(
     assert {row["credential"] for row in marks["results"]} == {c.id for c in alice.credentials}
     assert {row["reason"] for row in marks["results"]} == {"quota_exhausted"}
     fake_gemini.reset()
-    cleared = http.post(
-        "/api/marks/clear/",
-        json={"credentials": [c.id for c in alice.credentials]},
-        headers=operator,
-    )
-    assert cleared.json() == {"cleared": 3}
+    cleared = [
+        http.post(f"/api/credentials/{c.id}/clear-marks/", headers=operator).json()["cleared"]
+        for c in alice.credentials
+    ]
+    assert cleared == [1, 1, 1]
     assert client.chat.completions.create(**chat).choices[0].message.content
 
 

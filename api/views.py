@@ -1,5 +1,5 @@
-"""The management REST API (/api/) and the config endpoints of the system we replace
-(/v1/config/*): one view per operation, each calling one core function."""
+"""The management REST API (/api/): one ViewSet per resource, routed by api.urls, and the
+config endpoints of the system we replace (/v1/config/*). Each change calls one core function."""
 
 from typing import Any
 
@@ -7,10 +7,10 @@ from django.contrib.auth.models import User
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.shortcuts import get_object_or_404
+from django.db.models import Model
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, status
-from rest_framework.generics import ListAPIView
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -18,12 +18,19 @@ from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 from rest_framework.views import APIView, exception_handler
 
-from accounts import api_selectors
-from accounts.api_auth import IsMasterKey, MasterKeyAuthentication
-from accounts.api_schema import ApiAutoSchema
-from accounts.compat import ConfigUpdated, config_update
+from accounts.compat import ConfigUpdated, api_key_by_secret, config_update
 from accounts.models import ApiKey, Credential
-from accounts.serializers import (
+from accounts.services import (
+    api_key_create,
+    api_key_revoke,
+    api_key_update,
+    credential_add,
+    credentials_import_text,
+)
+from api import selectors as api_selectors
+from api.auth import IsMasterKey, MasterKeyAuthentication
+from api.schema import ApiAutoSchema
+from api.serializers import (
     ID_MAX,
     POSITIVE_INT_MAX,
     ApiKeySerializer,
@@ -34,17 +41,13 @@ from accounts.serializers import (
     RotatorKeyField,
     UserSerializer,
 )
-from accounts.services import (
-    api_key_create,
-    api_key_revoke,
-    credential_add,
-)
 from common import clock
 from common.errors import RotatorError
 from rotator.credentials import credential_check, credentials_enable
 from rotator.models import Mark
 from rotator.pool import marks_clear, pool_rotate
 from rotator.render import openai_error_response
+from stats.models import UsageCounter
 
 # ------------------------------------------------------------------------------ plumbing
 
@@ -106,16 +109,6 @@ def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     return rendered
 
 
-class OperatorApi(APIView):
-    """Base of the /api/ views: master key or staff (settings.REST_FRAMEWORK), JSON bodies."""
-
-    schema = ApiAutoSchema()
-    parser_classes = [JSONParser]
-
-    def get_exception_handler(self) -> Any:
-        return api_exception_handler
-
-
 class ApiPagination(LimitOffsetPagination):
     """LimitOffset pages whose parameters are checked: a limit or offset that is not a whole
     number in range is a 400, not silently replaced by the default."""
@@ -150,19 +143,28 @@ class ApiPagination(LimitOffsetPagination):
         return parameters
 
 
-class OperatorListApi(ListAPIView):  # type: ignore[type-arg]
-    """Base of the /api/ lists: LimitOffset pages (PAGE_SIZE by default), filters and ordering
-    validated by the view's nested FilterSerializer (query parameters; unknown ones are
-    ignored)."""
+class ResourceViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Base of the /api/ resources. Reads are DRF's list and retrieve; each change parses its
+    nested Input serializer and calls one core function. The list's query parameters (filters
+    and `ordering`) are checked by the nested FilterSerializer: a bad value is a 400, an unknown
+    parameter is ignored. Who may call what: api.auth.ModelPermission, from `permission_model`
+    and, for the actions, the `required_permission` given to @action."""
 
     schema = ApiAutoSchema()
+    parser_classes = [JSONParser]
     pagination_class = ApiPagination
-    FilterSerializer: type[serializers.Serializer[Any]]
+    # Ids are whole numbers; anything else is an unknown route (a JSON 404), not a bad id.
+    lookup_value_regex = "[0-9]+"
+    permission_model: type[Model]
+    required_permission: str | None = None
+    FilterSerializer: type[serializers.Serializer[Any]] | None = None
 
     def get_exception_handler(self) -> Any:
         return api_exception_handler
 
     def filters(self) -> dict[str, Any]:
+        if self.FilterSerializer is None:
+            return {}
         serializer = self.FilterSerializer(data=self.request.query_params.dict())
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
@@ -176,10 +178,27 @@ def _id_field(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=1, max_value=ID_MAX, **kwargs)
 
 
+def _username_field(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=150,
+        validators=[
+            UnicodeUsernameValidator(),
+            UniqueValidator(queryset=User.objects.all(), message="That username is taken."),
+        ],
+        **kwargs,
+    )
+
+
 # ---------------------------------------------------------------------------------- users
 
 
-class UserListApi(OperatorListApi):
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ResourceViewSet):
+    """Users, who own API keys and a credential pool. Created without a password and not
+    staff: operators are made with createsuperuser or in the admin."""
+
+    permission_model = User
+    serializer_class = UserSerializer
+
     class FilterSerializer(serializers.Serializer[Any]):
         username = serializers.CharField(required=False, max_length=150)
         search = serializers.CharField(required=False, max_length=150)
@@ -189,51 +208,75 @@ class UserListApi(OperatorListApi):
             choices=_orderings("id", "username", "date_joined"), required=False
         )
 
-    serializer_class = UserSerializer
-
-    def get_queryset(self) -> Any:
-        return api_selectors.users_list(**self.filters())
-
-
-class UserCreateApi(OperatorApi):
-    """Creates a user who can own API keys and a credential pool (no password, not staff:
-    staff accounts are made with createsuperuser or in the admin)."""
-
-    class InputSerializer(serializers.Serializer[Any]):
-        username = serializers.CharField(
-            max_length=150,
-            validators=[
-                UnicodeUsernameValidator(),
-                UniqueValidator(queryset=User.objects.all(), message="That username is taken."),
-            ],
-        )
+    class CreateInput(serializers.Serializer[Any]):
+        username = _username_field()
         email = serializers.EmailField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={201: UserSerializer})
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+    class UpdateInput(serializers.Serializer[Any]):
+        username = _username_field(required=False)
+        email = serializers.EmailField(required=False, allow_blank=True)
+        is_active = serializers.BooleanField(
+            required=False, help_text="Django's flag: false refuses the user's sign-ins."
+        )
+
+    class RotateOutput(serializers.Serializer[Any]):
+        credential = CredentialSerializer(
+            source="first_credential", read_only=True, allow_null=True
+        )
+        pool_size = serializers.IntegerField(read_only=True, help_text="Usable credentials.")
+
+    def get_queryset(self) -> Any:
+        return api_selectors.users_list(**(self.filters() if self.action == "list" else {}))
+
+    @extend_schema(request=CreateInput, responses={201: UserSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = self.CreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
             user = User.objects.create_user(**serializer.validated_data)
-        return Response(
-            UserSerializer(api_selectors.user_get(user_id=user.id)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        created = api_selectors.user_get(user_id=user.id)
+        return Response(UserSerializer(created).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=UpdateInput, responses=UserSerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        user = self.get_object()
+        serializer = self.UpdateInput(instance=user, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            for name, value in serializer.validated_data.items():
+                setattr(user, name, value)
+            user.save(update_fields=list(serializer.validated_data))
+        return Response(UserSerializer(api_selectors.user_get(user_id=user.id)).data)
 
-class UserDetailApi(OperatorApi):
-    @extend_schema(responses=UserSerializer)
-    def get(self, request: Request, pk: int) -> Response:
-        user = api_selectors.user_get(user_id=pk)
-        if user is None:
-            raise exceptions.NotFound("No such user.")
-        return Response(UserSerializer(user).data)
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Deletes the user with their keys, pool and usage history."""
+        user = self.get_object()
+        with transaction.atomic():
+            user.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=RotateOutput)
+    @action(detail=True, methods=["post"], required_permission="rotator.change_poolstate")
+    def rotate(self, request: Request, pk: str) -> Response:
+        """Advances the user's pool by one (manual rotation): the answer names the credential
+        now first in line."""
+        user = self.get_object()
+        with transaction.atomic():
+            rotated = pool_rotate(user_id=user.id, now=clock.now())
+        return Response(self.RotateOutput(rotated).data)
 
 
 # ------------------------------------------------------------------------------- API keys
 
 
-class ApiKeyListApi(OperatorListApi):
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ResourceViewSet):
+    """Rotator API keys, which clients present. A key's secret appears once, in the answer
+    that creates it, and is never stored."""
+
+    permission_model = ApiKey
+    serializer_class = ApiKeySerializer
+
     class FilterSerializer(serializers.Serializer[Any]):
         user = _id_field(required=False)
         revoked = serializers.BooleanField(required=False)
@@ -246,38 +289,30 @@ class ApiKeyListApi(OperatorListApi):
             required=False,
         )
 
-    serializer_class = ApiKeySerializer
-
-    def get_queryset(self) -> Any:
-        return api_selectors.api_keys_list(**self.filters(), now=clock.now())
-
-
-class ApiKeyCreateApi(OperatorApi):
-    """Issues a key; the answer holds its secret, shown this once and never stored."""
-
-    class InputSerializer(serializers.Serializer[Any]):
-        user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
-        name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-        secret = RotatorKeyField(
-            required=False,
-            help_text="Register a key clients already use instead of generating one.",
-        )
-        expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    class UpdateInput(serializers.Serializer[Any]):
+        name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+        expires_at = serializers.DateTimeField(required=False, allow_null=True)
         allowed_models = serializers.ListField(
             child=serializers.CharField(max_length=200),
             required=False,
-            default=list,
             max_length=500,
             help_text="Model names this key may use; empty means all.",
         )
         requests_per_minute = serializers.IntegerField(
-            min_value=1, max_value=POSITIVE_INT_MAX, required=False, allow_null=True, default=None
+            min_value=1, max_value=POSITIVE_INT_MAX, required=False, allow_null=True
         )
         requests_per_day = serializers.IntegerField(
-            min_value=1, max_value=POSITIVE_INT_MAX, required=False, allow_null=True, default=None
+            min_value=1, max_value=POSITIVE_INT_MAX, required=False, allow_null=True
         )
 
-    class OutputSerializer(ApiKeySerializer):
+    class CreateInput(UpdateInput):
+        user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
+        secret = RotatorKeyField(
+            required=False,
+            help_text="Register a key clients already use instead of generating one.",
+        )
+
+    class CreateOutput(ApiKeySerializer):
         secret = serializers.SerializerMethodField()
 
         class Meta(ApiKeySerializer.Meta):
@@ -286,28 +321,42 @@ class ApiKeyCreateApi(OperatorApi):
         def get_secret(self, api_key: ApiKey) -> str:
             return str(self.context["secret"])
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+    def get_queryset(self) -> Any:
+        if self.action == "list":
+            return api_selectors.api_keys_list(**self.filters(), now=clock.now())
+        return ApiKey.objects.all()
+
+    @extend_schema(request=CreateInput, responses={201: CreateOutput})
+    def create(self, request: Request) -> Response:
+        serializer = self.CreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
             api_key, secret = api_key_create(**serializer.validated_data)
-        output = self.OutputSerializer(api_key, context={"secret": secret})
+        output = self.CreateOutput(api_key, context={"secret": secret})
         return Response(output.data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=UpdateInput, responses=ApiKeySerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        api_key = self.get_object()
+        serializer = self.UpdateInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            api_key_update(api_key=api_key, **serializer.validated_data)
+        return Response(ApiKeySerializer(api_key).data)
 
-class ApiKeyDetailApi(OperatorApi):
-    @extend_schema(responses=ApiKeySerializer)
-    def get(self, request: Request, pk: int) -> Response:
-        return Response(ApiKeySerializer(get_object_or_404(ApiKey, pk=pk)).data)
-
-
-class ApiKeyRevokeApi(OperatorApi):
-    """Revokes a key: every server process refuses it from its next request on."""
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Deletes the key; its usage history stays, without it."""
+        api_key = self.get_object()
+        with transaction.atomic():
+            api_key.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=ApiKeySerializer)
-    def post(self, request: Request, pk: int) -> Response:
-        api_key = get_object_or_404(ApiKey, pk=pk)
+    @action(detail=True, methods=["post"], required_permission="accounts.change_apikey")
+    def revoke(self, request: Request, pk: str) -> Response:
+        """Revokes the key: every server process refuses it from its next request on."""
+        api_key = self.get_object()
         with transaction.atomic():
             api_key_revoke(api_key=api_key, now=clock.now())
         return Response(ApiKeySerializer(api_key).data)
@@ -316,7 +365,13 @@ class ApiKeyRevokeApi(OperatorApi):
 # ---------------------------------------------------------------------------- credentials
 
 
-class CredentialListApi(OperatorListApi):
+class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ResourceViewSet):
+    """Upstream credentials (Gemini API keys, Gemini CLI OAuth accounts) in users' pools;
+    their secrets only ever go in."""
+
+    permission_model = Credential
+    serializer_class = CredentialSerializer
+
     class FilterSerializer(serializers.Serializer[Any]):
         user = _id_field(required=False)
         kind = serializers.ChoiceField(choices=Credential.Kind.choices, required=False)
@@ -332,18 +387,7 @@ class CredentialListApi(OperatorListApi):
             help_text="Default: by user, then pool order.",
         )
 
-    serializer_class = CredentialSerializer
-
-    def get_queryset(self) -> Any:
-        return api_selectors.credentials_list(**self.filters())
-
-
-class CredentialCreateApi(OperatorApi):
-    """Adds a Gemini API key or a Gemini CLI OAuth account to a user's pool. The same secret
-    twice is reported, not doubled (an OAuth account with a known refresh token is updated);
-    a full pool (MAX_CREDENTIALS) drops its oldest credential to make room."""
-
-    class InputSerializer(serializers.Serializer[Any]):
+    class CreateInput(serializers.Serializer[Any]):
         user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
         api_key = GeminiApiKeyField(required=False)
         oauth = OAuthAccountField(required=False)
@@ -364,7 +408,7 @@ class CredentialCreateApi(OperatorApi):
                 )
             return attrs
 
-    class OutputSerializer(serializers.Serializer[Any]):
+    class CreateOutput(serializers.Serializer[Any]):
         action = serializers.ChoiceField(
             choices=["created", "updated", "replaced", "duplicate"], read_only=True
         )
@@ -373,83 +417,156 @@ class CredentialCreateApi(OperatorApi):
         )
         credential = CredentialSerializer(read_only=True)
 
-    @extend_schema(
-        request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer}
-    )
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+    class UpdateInput(serializers.Serializer[Any]):
+        label = serializers.CharField(  # type: ignore[assignment]
+            max_length=200, required=False, allow_blank=True
+        )
+        project_label = serializers.CharField(max_length=100, required=False, allow_blank=True)
+        position = serializers.IntegerField(
+            min_value=0, max_value=POSITIVE_INT_MAX, required=False, help_text="Order in the pool."
+        )
+
+    class ImportInput(serializers.Serializer[Any]):
+        user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
+        text = serializers.CharField(
+            max_length=1_000_000,
+            help_text="One Gemini API key per line, or JSON: one OAuth account or an array.",
+        )
+
+    class ImportOutput(serializers.Serializer[Any]):
+        created = serializers.IntegerField(read_only=True)
+        updated = serializers.IntegerField(read_only=True)
+        replaced = serializers.IntegerField(read_only=True)
+        duplicates = serializers.IntegerField(read_only=True)
+        rejected = serializers.ListField(
+            source="errors",
+            child=serializers.CharField(),
+            read_only=True,
+            help_text="What was not imported, and why.",
+        )
+        summary = serializers.CharField(read_only=True)
+
+    class CheckOutput(serializers.Serializer[Any]):
+        ok = serializers.BooleanField(read_only=True)
+        message = serializers.CharField(read_only=True)
+        credential = CredentialSerializer(read_only=True)
+
+    class MarksClearOutput(serializers.Serializer[Any]):
+        cleared = serializers.IntegerField(read_only=True)
+
+    def get_queryset(self) -> Any:
+        if self.action == "list":
+            return api_selectors.credentials_list(**self.filters())
+        return Credential.objects.all()
+
+    @extend_schema(request=CreateInput, responses={201: CreateOutput, 200: CreateOutput})
+    def create(self, request: Request) -> Response:
+        """Adds a Gemini API key or OAuth account to a user's pool: 201 for a new credential;
+        200 when the same secret was there already (an OAuth account with a known refresh
+        token is updated). A full pool (MAX_CREDENTIALS) drops its oldest to make room."""
+        serializer = self.CreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
             added = credential_add(**serializer.validated_data)
         new = added.action in ("created", "replaced")
         return Response(
-            self.OutputSerializer(added).data,
+            self.CreateOutput(added).data,
             status=status.HTTP_201_CREATED if new else status.HTTP_200_OK,
         )
 
-
-class CredentialDetailApi(OperatorApi):
-    @extend_schema(responses=CredentialSerializer)
-    def get(self, request: Request, pk: int) -> Response:
-        return Response(CredentialSerializer(get_object_or_404(Credential, pk=pk)).data)
-
-
-class CredentialEnableApi(OperatorApi):
-    """Puts a credential back in its pool; also clears an invalid status."""
-
-    enabled = True
-
-    @extend_schema(request=None, responses=CredentialSerializer)
-    def post(self, request: Request, pk: int) -> Response:
-        credential = get_object_or_404(Credential, pk=pk)
+    @extend_schema(request=ImportInput, responses=ImportOutput)
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        required_permission="accounts.add_credential",
+    )
+    def bulk_import(self, request: Request) -> Response:
+        """Bulk import into one user's pool. Each item is added as POST /api/credentials/
+        would; a bad item is reported in `errors` and the others are still imported."""
+        serializer = self.ImportInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
         with transaction.atomic():
-            credentials_enable(credential_ids=[credential.id], enabled=self.enabled)
+            summary = credentials_import_text(**serializer.validated_data)
+        return Response(self.ImportOutput(summary).data)
+
+    @extend_schema(request=UpdateInput, responses=CredentialSerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        credential = self.get_object()
+        serializer = self.UpdateInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            for name, value in serializer.validated_data.items():
+                setattr(credential, name, value)
+            # Saving fires accounts.signals, which reloads the pool everywhere.
+            credential.save(update_fields=list(serializer.validated_data))
+        return Response(CredentialSerializer(credential).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Deletes the credential; its usage history stays, under its label."""
+        credential = self.get_object()
+        with transaction.atomic():
+            credential.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _enabled_set(self, *, enabled: bool) -> Response:
+        credential = self.get_object()
+        with transaction.atomic():
+            credentials_enable(credential_ids=[credential.id], enabled=enabled)
         credential.refresh_from_db()
         return Response(CredentialSerializer(credential).data)
 
+    @extend_schema(request=None, responses=CredentialSerializer)
+    @action(detail=True, methods=["post"], required_permission="accounts.change_credential")
+    def enable(self, request: Request, pk: str) -> Response:
+        """Puts the credential back in its pool; also clears an invalid status."""
+        return self._enabled_set(enabled=True)
 
-class CredentialDisableApi(CredentialEnableApi):
-    """Takes a credential out of its pool without deleting it."""
+    @extend_schema(request=None, responses=CredentialSerializer)
+    @action(detail=True, methods=["post"], required_permission="accounts.change_credential")
+    def disable(self, request: Request, pk: str) -> Response:
+        """Takes the credential out of its pool without deleting it."""
+        return self._enabled_set(enabled=False)
 
-    enabled = False
-
-
-class CredentialCheckApi(OperatorApi):
-    """Asks upstream whether the credential works (one cheap call). A pass restores an invalid
-    credential; a definite refusal marks it invalid."""
-
-    class OutputSerializer(serializers.Serializer[Any]):
-        ok = serializers.BooleanField(read_only=True)
-        message = serializers.CharField(read_only=True)
-        credential = CredentialSerializer(read_only=True)
-
-    @extend_schema(request=None, responses=OutputSerializer)
-    def post(self, request: Request, pk: int) -> Response:
-        credential = get_object_or_404(Credential, pk=pk)
+    @extend_schema(request=None, responses=CheckOutput)
+    @action(detail=True, methods=["post"], required_permission="accounts.change_credential")
+    def check(self, request: Request, pk: str) -> Response:
+        """Asks upstream whether the credential works (one cheap call). A pass restores an
+        invalid credential; a definite refusal marks it invalid."""
+        credential = self.get_object()
         # No transaction around it: it waits on the network, and the core writes its verdict
         # in single-row updates of its own.
         result = credential_check(credential=credential, now=clock.now())
         credential.refresh_from_db()
         output = {"ok": result.ok, "message": result.message, "credential": credential}
-        return Response(self.OutputSerializer(output).data)
+        return Response(self.CheckOutput(output).data)
 
-
-class CredentialDeleteApi(OperatorApi):
-    """Deletes a credential; its usage history stays, under its label."""
-
-    @extend_schema(request=None, responses={204: None})
-    def post(self, request: Request, pk: int) -> Response:
-        credential = get_object_or_404(Credential, pk=pk)
+    @extend_schema(request=None, responses=MarksClearOutput)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="clear-marks",
+        required_permission="rotator.delete_mark",
+    )
+    def marks_clear(self, request: Request, pk: str) -> Response:
+        """Clears every mark (all models, all reasons) of the credential, so selection may
+        pick it again at once."""
+        credential = self.get_object()
         with transaction.atomic():
-            credential.delete()
-        return Response(status=status.HTTP_204_NO_CONTENT)
+            cleared = marks_clear(credential_ids=[credential.id])
+        return Response(self.MarksClearOutput({"cleared": cleared}).data)
 
 
 # ---------------------------------------------------------------------------------- marks
 
 
-class MarkListApi(OperatorListApi):
-    """Availability marks: a (credential, model) that selection skips until `until`."""
+class MarkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ResourceViewSet):
+    """Availability marks: a (credential, model) that selection skips until `until`. Clear
+    them with POST /api/credentials/{id}/clear-marks/."""
+
+    permission_model = Mark
+    serializer_class = MarkSerializer
 
     class FilterSerializer(serializers.Serializer[Any]):
         user = _id_field(required=False)
@@ -464,40 +581,21 @@ class MarkListApi(OperatorListApi):
             required=False,
         )
 
-    serializer_class = MarkSerializer
-
     def get_queryset(self) -> Any:
-        return api_selectors.marks_list(**self.filters(), now=clock.now())
-
-
-class MarkClearApi(OperatorApi):
-    """Clears every mark (all models, all reasons) of the given credentials."""
-
-    class InputSerializer(serializers.Serializer[Any]):
-        credentials = serializers.PrimaryKeyRelatedField(
-            queryset=Credential.objects.all(), many=True, allow_empty=False
-        )
-
-    class OutputSerializer(serializers.Serializer[Any]):
-        cleared = serializers.IntegerField(read_only=True)
-
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        ids = [credential.id for credential in serializer.validated_data["credentials"]]
-        with transaction.atomic():
-            cleared = marks_clear(credential_ids=ids)
-        return Response(self.OutputSerializer({"cleared": cleared}).data)
+        if self.action == "list":
+            return api_selectors.marks_list(**self.filters(), now=clock.now())
+        return Mark.objects.select_related("credential")
 
 
 # ---------------------------------------------------------------------------------- usage
 
 
-class UsageListApi(OperatorListApi):
+class UsageViewSet(mixins.ListModelMixin, ResourceViewSet):
     """Usage sums between two quota days, grouped by any of day, user, api_key, credential and
     model (comma-separated `group_by`); without grouping, one row of totals. Counts reach the
     database within USAGE_FLUSH_SECONDS of each request."""
+
+    permission_model = UsageCounter
 
     class FilterSerializer(serializers.Serializer[Any]):
         since = serializers.DateField(required=False, help_text="First quota day, inclusive.")
@@ -540,7 +638,7 @@ class UsageListApi(OperatorListApi):
                 )
             return attrs
 
-    class OutputSerializer(serializers.Serializer[Any]):
+    class Row(serializers.Serializer[Any]):
         """One group's sums; a dimension's fields appear only when grouped by it."""
 
         day = serializers.DateField(required=False)
@@ -571,7 +669,7 @@ class UsageListApi(OperatorListApi):
                 name: value for name, value in data.items() if self.fields[name].source in instance
             }
 
-    serializer_class = OutputSerializer
+    serializer_class = Row
 
     def get_queryset(self) -> Any:
         return api_selectors.usage_summarize(**self.filters())
@@ -664,7 +762,7 @@ class ConfigRotateApi(ConfigApi):
         apiKey = RotatorKeyField(help_text="The user's key for this gateway.")
 
         def validate_apiKey(self, value: str) -> ApiKey:
-            api_key = api_selectors.api_key_by_secret(secret=value)
+            api_key = api_key_by_secret(secret=value)
             if api_key is None:
                 raise serializers.ValidationError("No user has this key.")
             return api_key

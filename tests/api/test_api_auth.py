@@ -1,7 +1,8 @@
-"""Who may use the management API: the master key, a staff session, a staff token."""
+"""Who may use the management API: the master key, a session or a DRF token of a user holding
+the operation's permission (tests/api/test_api_permissions.py has the permission rules)."""
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -44,7 +45,7 @@ def test_without_a_configured_master_key_a_bearer_token_is_refused_with_the_reas
     assert "MASTER_API_KEY is not configured" in response.json()["detail"]
 
 
-def test_a_staff_session_opens_the_api(admin_client, alice):
+def test_a_superuser_session_opens_the_api(admin_client, alice):
     response = admin_client.get("/api/users/")
     assert response.status_code == 200
     assert "alice" in [user["username"] for user in response.json()["results"]]
@@ -56,8 +57,9 @@ def test_a_session_of_a_user_who_is_not_staff_is_forbidden(client, alice):
     assert response.status_code == 403
 
 
-def test_a_staff_users_drf_token_opens_the_api(db):
+def test_a_drf_token_of_a_user_with_the_view_permission_opens_the_list(db):
     staff = User.objects.create_user(username="ops", password="ops-password-1", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_apikey"))
     token = Token.objects.create(user=staff)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
@@ -71,12 +73,14 @@ def test_a_token_of_a_user_who_is_not_staff_is_forbidden(alice):
     assert client.get("/api/keys/").status_code == 403
 
 
-def test_a_staff_session_must_send_the_csrf_token_to_change_anything(db):
-    User.objects.create_user(username="ops", password="ops-password-1", is_staff=True)
+def test_a_session_must_send_the_csrf_token_to_change_anything(db):
+    ops = User.objects.create_user(username="ops", password="ops-password-1", is_staff=True)
+    ops.user_permissions.add(Permission.objects.get(codename="add_user"))
     client = APIClient(enforce_csrf_checks=True)
     client.login(username="ops", password="ops-password-1")
-    response = client.post("/api/users/create/", {"username": "dave"}, format="json")
+    response = client.post("/api/users/", {"username": "dave"}, format="json")
     assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
     assert not User.objects.filter(username="dave").exists()
 
 

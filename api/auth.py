@@ -1,4 +1,4 @@
-"""Who may use the management API: the master key as a Bearer token, or a staff user."""
+"""Who may use the management API: the master key, or a user with the operation's permission."""
 
 from typing import TYPE_CHECKING
 
@@ -62,16 +62,57 @@ def is_master(request: "Request") -> bool:
     return isinstance(request.auth, MasterKey)
 
 
-class IsOperator(BasePermission):
-    """The master key, or an active staff user signed in by session or DRF token."""
+# The model permission each standard ViewSet action needs; actions declare their own.
+ACTION_PERMISSIONS = {
+    "list": "view",
+    "retrieve": "view",
+    "metadata": "view",
+    "create": "add",
+    "partial_update": "change",
+    "update": "change",
+    "destroy": "delete",
+}
 
-    message = "Operators only: send the master key as a Bearer token or sign in as staff."
+
+def permission_required(view: "APIView") -> str | None:
+    """The Django permission (`app_label.codename`) the operation `view` is about to run
+    needs: the action's own `required_permission`, else the one ACTION_PERMISSIONS names on
+    the view's `permission_model`. None for an operation without one."""
+    explicit = getattr(view, "required_permission", None)
+    if explicit:
+        return str(explicit)
+    verb = ACTION_PERMISSIONS.get(getattr(view, "action", None) or "")
+    model = getattr(view, "permission_model", None)
+    if verb is None or model is None:
+        return None
+    return f"{model._meta.app_label}.{verb}_{model._meta.model_name}"
+
+
+class ModelPermission(BasePermission):
+    """The master key may do anything. Anyone else must be an active user (signed in by
+    session or DRF token) holding the Django model permission of the operation
+    (`permission_required`), as the admin would demand; being staff alone grants nothing."""
+
+    message = "Send the master key as a Bearer token, or sign in as a user with permission."
 
     def has_permission(self, request: "Request", view: "APIView") -> bool:
         if is_master(request):
             return True
         user = request.user
-        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        if getattr(view, "action", "") is None:
+            # A method this route does not serve: DRF answers 405 next.
+            return True
+        needed = permission_required(view)
+        if needed is None:
+            # Fail closed: an operation nobody declared a permission for is master-key only.
+            self.message = "This operation is open to the master key only."
+            return False
+        if user.has_perm(needed):
+            return True
+        self.message = f"This operation needs the permission {needed}."
+        return False
 
 
 class IsMasterKey(BasePermission):

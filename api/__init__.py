@@ -1,0 +1,1 @@
+"""The Face's management API: REST resources over accounts, rotator and stats."""
