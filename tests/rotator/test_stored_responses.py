@@ -102,3 +102,17 @@ def test_without_previous_response_id_the_input_is_the_items(alice) -> None:
     assert conversation_items(body={"input": "Hi"}, user_id=alice.user.id, now=clock.now()) == [
         {"type": "message", "role": "user", "content": "Hi"}
     ]
+
+
+def test_keeping_an_answer_costs_a_bounded_number_of_queries(
+    alice, django_assert_max_num_queries
+) -> None:
+    stored_response_save(
+        user_id=alice.user.id, response=response(1), input_items=[], now=clock.now()
+    )
+    # Replacing (same id) is the costlier path: a savepoint around the locked lookup and the
+    # update, then the two trims.
+    with django_assert_max_num_queries(6):
+        stored_response_save(
+            user_id=alice.user.id, response=response(1), input_items=[], now=clock.now()
+        )

@@ -673,7 +673,7 @@ def test_the_response_echoes_the_request_options() -> None:
             "model": FLASH,
             "input": "Hi",
             "instructions": "Be brief.",
-            "tools": [WEATHER, APPLY_PATCH, {"type": "web_search"}][:2],
+            "tools": [WEATHER, APPLY_PATCH],
             "tool_choice": "auto",
             "parallel_tool_calls": False,
             "temperature": 0.2,
