@@ -126,7 +126,11 @@ def request_to_pivot(body: Mapping[str, Any]) -> PivotRequest:
         model=model,
         body=pivot,
         stream=_boolean(body, "stream") or False,
-        state={"custom_tools": sorted(tools.custom), "echo": echo},
+        state={
+            "custom_tools": sorted(tools.custom),
+            "namespaced": tools.namespaced,
+            "echo": echo,
+        },
     )
 
 
@@ -147,6 +151,8 @@ class _Tools:
         self.declarations: list[dict[str, Any]] = []
         self.names: list[str] = []
         self.custom: set[str] = set()
+        # Gemini name -> [namespace, name] of the tools a namespace groups.
+        self.namespaced: dict[str, list[str]] = {}
         self.web_search = False
         self.gemini: list[dict[str, Any]] = []
         self.echo: list[dict[str, Any]] = []
@@ -176,13 +182,16 @@ class _Tools:
             result.gemini.append({"googleSearch": {}})
         return result
 
-    def add(self, tool: Any, *, where: str) -> None:
+    def add(self, tool: Any, *, where: str, namespace: str | None = None) -> None:
         if not isinstance(tool, Mapping):
             raise CodecError("Each tool must be an object.", param=where)
         kind = _text_of(tool.get("type"))
-        if kind in _WEB_SEARCH_TYPES:
+        if kind in _WEB_SEARCH_TYPES and namespace is None:
             self.web_search = True
             self.echo.append(dict(tool))
+            return
+        if kind == "namespace" and namespace is None:
+            self.namespace_add(tool, where=where)
             return
         if kind not in ("function", "custom"):
             raise CodecError(
@@ -193,6 +202,9 @@ class _Tools:
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise CodecError("A tool needs a non-empty string 'name'.", param=f"{where}.name")
+        if namespace is not None:
+            self.namespaced[_qualified(namespace, name)] = [namespace, name]
+            name = _qualified(namespace, name)
         if name in self.names:
             raise CodecError(f"Two tools are named {name!r}.", param=f"{where}.name")
         description = tool.get("description")
@@ -211,6 +223,19 @@ class _Tools:
             )
         )
         self.names.append(name)
+        if namespace is None:
+            self.echo.append(dict(tool))
+
+    def namespace_add(self, tool: Mapping[str, Any], *, where: str) -> None:
+        """A namespace's tools become functions named `<namespace>__<name>`: Gemini has no
+        grouping, and the answer names them back apart."""
+        namespace, tools = tool.get("name"), tool.get("tools")
+        if not isinstance(namespace, str) or not namespace:
+            raise CodecError("A namespace needs a non-empty string 'name'.", param=f"{where}.name")
+        if not isinstance(tools, list):
+            raise CodecError("A namespace needs a 'tools' array.", param=f"{where}.tools")
+        for j, inner in enumerate(tools):
+            self.add(inner, where=f"{where}.tools[{j}]", namespace=namespace)
         self.echo.append(dict(tool))
 
     def config(self, choice: Any) -> dict[str, Any]:
@@ -374,6 +399,9 @@ class _History:
             raise CodecError("A tool call needs a string 'call_id'.", param=f"{where}.call_id")
         if not isinstance(name, str) or not name:
             raise CodecError("A tool call needs a string 'name'.", param=f"{where}.name")
+        namespace = item.get("namespace")
+        if isinstance(namespace, str) and namespace:
+            name = _qualified(namespace, name)
         if custom:
             raw = item.get("input")
             if not isinstance(raw, str):
@@ -629,6 +657,11 @@ def _boolean(body: Mapping[str, Any], key: str) -> bool | None:
     return value
 
 
+def _qualified(namespace: str, name: str) -> str:
+    """The Gemini function name of a tool inside a namespace."""
+    return f"{namespace}__{name}"
+
+
 def _text_of(value: Any) -> str:
     """`value` if it is a string, else "": lets a membership test meet any JSON safely."""
     return value if isinstance(value, str) else ""
@@ -650,6 +683,7 @@ class _Output:
         self.meta = meta
         self.stream = stream
         self.custom_tools = frozenset(meta.state.get("custom_tools", ()))
+        self.namespaced: Mapping[str, list[str]] = meta.state.get("namespaced", {})
         self.items: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None
@@ -747,13 +781,18 @@ class _Output:
         given = call.get("args")
         args: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
         call_id = "call_" + secrets.token_hex(12)
-        if name in self.custom_tools:
+        custom = name in self.custom_tools
+        # A namespaced tool is answered under its own name, with its namespace beside it.
+        namespace, name = self.namespaced.get(name, (None, name))
+        if custom:
             raw = args.get(_CUSTOM_INPUT)
             # The model was offered one string parameter; anything else is passed on as JSON
             # rather than lost.
             value = raw if isinstance(raw, str) else _json(args)
             kind, field, item_id = "custom_tool_call", "input", self.item_id("ctc")
             item = {"type": kind, "id": item_id, "call_id": call_id, "name": name, "input": ""}
+            if namespace is not None:
+                item["namespace"] = namespace
             self.item_open(item)
             item["input"] = value
             self.event("response.custom_tool_call_input.delta", delta=value)
@@ -768,6 +807,8 @@ class _Output:
                 "arguments": "",
                 "status": "in_progress",
             }
+            if namespace is not None:
+                item["namespace"] = namespace
             self.item_open(item)
             item[field] = value
             # Gemini sends a call whole, so one delta carries all of it.

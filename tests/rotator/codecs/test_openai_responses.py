@@ -983,3 +983,55 @@ def test_a_recorded_codex_request_maps_cleanly() -> None:
     done = [event["item"] for event in events if event["type"] == "response.output_item.done"]
     assert [item["type"] for item in done] == ["reasoning", "custom_tool_call"]
     assert done[1]["input"] == PATCH
+
+
+READ_FILE_NAMESPACE = {
+    "type": "namespace",
+    "name": "mcp_files",
+    "description": "Files of the project",
+    "tools": [
+        {
+            "type": "function",
+            "name": "read",
+            "description": "Reads a file",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+        }
+    ],
+}
+
+
+def test_namespaced_tools_reach_gemini_under_one_name_and_come_back_apart() -> None:
+    request = codec.request_to_pivot(
+        {"model": FLASH, "input": "Read a.txt", "tools": [READ_FILE_NAMESPACE]}
+    )
+    [declaration] = request.body["tools"][0]["functionDeclarations"]
+    assert declaration["name"] == "mcp_files__read"
+
+    body = respond(
+        answer({"functionCall": {"name": "mcp_files__read", "args": {"path": "a.txt"}}}),
+        **request.state,
+    )
+    [call] = body["output"]
+    assert (call["namespace"], call["name"]) == ("mcp_files", "read")
+    assert body["tools"] == [READ_FILE_NAMESPACE]
+
+    replay = pivot(
+        tools=[READ_FILE_NAMESPACE],
+        input=[
+            {"role": "user", "content": "Read a.txt"},
+            call,
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "hello"},
+        ],
+    )
+    assert replay["contents"][1:] == [
+        {
+            "role": "model",
+            "parts": [{"functionCall": {"name": "mcp_files__read", "args": {"path": "a.txt"}}}],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "mcp_files__read", "response": {"output": "hello"}}}
+            ],
+        },
+    ]
