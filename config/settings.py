@@ -268,6 +268,11 @@ INVALID_RECHECK_MINUTES = env_int("INVALID_RECHECK_MINUTES", 60, minimum=1)
 OAUTH_REFRESH_MARGIN_SECONDS = env_int("OAUTH_REFRESH_MARGIN_SECONDS", 300, minimum=0)
 OAUTH_ONBOARD_POLL_SECONDS = env_float("OAUTH_ONBOARD_POLL_SECONDS", 2.0)
 OAUTH_ONBOARD_MAX_POLLS = env_int("OAUTH_ONBOARD_MAX_POLLS", 15, minimum=1)
+# Responses API answers asked to be stored (`store: true`, the API's default) are kept this long
+# (OpenAI keeps them 30 days) and at most this many per user, oldest dropped first. A TTL of 0
+# stores nothing: previous_response_id is then refused.
+RESPONSES_STORE_TTL_SECONDS = env_int("RESPONSES_STORE_TTL_SECONDS", 30 * 24 * 3600, minimum=0)
+RESPONSES_STORE_MAX_PER_USER = env_int("RESPONSES_STORE_MAX_PER_USER", 1000, minimum=1)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 

@@ -100,3 +100,29 @@ class UpstreamErrorLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.outcome} {self.status or ''}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept for `previous_response_id` and `GET /v1/responses/{id}`
+    (asked for with `store: true`), until `expires_at`."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stored_responses"
+    )
+    response_id = models.CharField(max_length=80)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    # The conversation so far: its input items, then this answer's output items.
+    items = models.JSONField()
+    # The Response object as the client received it.
+    response = models.JSONField()
+
+    class Meta:
+        constraints = [
+            # Per user: response ids derive from request ids, which clients may choose.
+            models.UniqueConstraint(fields=["user", "response_id"], name="stored_response_unique")
+        ]
+        indexes = [models.Index(fields=["user", "-created_at"], name="stored_response_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.response_id} of {self.user}"

@@ -31,8 +31,8 @@ from common.errors import (
     StateUnavailable,
 )
 from common.naming import bearer_token, model_bare
-from rotator import catalog, pipeline, pool
-from rotator.codecs import anthropic_messages, gemini_native, openai_chat
+from rotator import catalog, pipeline, pool, stored_responses
+from rotator.codecs import anthropic_messages, gemini_native, openai_chat, openai_responses
 from rotator.codecs.base import CodecError
 from rotator.context import RequestContext, request_log
 from rotator.orm import orm_call
@@ -228,6 +228,39 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
         ),
         client_wants_usage=client_wants_usage,
     )
+
+
+@proxy_endpoint(dialect=openai_responses.NAME, methods=("POST",))
+async def responses_create(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
+    ctx = await _context(request, dialect=openai_responses.NAME, request_id=request_id)
+    body = _json_body(request)
+    model = _model_name(body.get("model"), param="model")
+    ctx.model = model
+    pool.model_check(key=ctx.key, model=model)
+    items = await stored_responses.conversation_continue(body=body, user_id=ctx.key.user_id)
+    response = await pipeline.generate(
+        ctx,
+        codec=openai_responses,
+        body={**body, "model": model, "input": items},
+        model=model,
+        stream=bool(body.get("stream", False)),
+    )
+    if body.get("store", True) is False:
+        return response
+    return await stored_responses.stored_response_keep(
+        response, user_id=ctx.key.user_id, input_items=items
+    )
+
+
+@proxy_endpoint(dialect=openai_responses.NAME, methods=("GET",))
+async def response_retrieve(
+    request: HttpRequest, *, request_id: str, response_id: str
+) -> HttpResponseBase:
+    ctx = await _context(request, dialect=openai_responses.NAME, request_id=request_id)
+    stored = await stored_responses.stored_response_get(
+        user_id=ctx.key.user_id, response_id=response_id
+    )
+    return HttpResponse(orjson.dumps(stored), content_type="application/json")
 
 
 @proxy_endpoint(dialect=openai_chat.NAME, methods=("POST",))

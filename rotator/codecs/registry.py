@@ -2,10 +2,11 @@
 
 from types import ModuleType
 
-from rotator.codecs import anthropic_messages, gemini_native, openai_chat
+from rotator.codecs import anthropic_messages, gemini_native, openai_chat, openai_responses
 
 CODECS: dict[str, ModuleType] = {
-    codec.NAME: codec for codec in (openai_chat, gemini_native, anthropic_messages)
+    codec.NAME: codec
+    for codec in (openai_chat, gemini_native, openai_responses, anthropic_messages)
 }
 
 

@@ -165,6 +165,38 @@ def _messages_send(http: httpx.Client, key: str, *, stream: bool, tool: bool) ->
     return reply
 
 
+def _responses_send(http: httpx.Client, key: str, *, stream: bool, tool: bool) -> Reply:
+    body: dict = {"model": MODEL, "input": "weather in Paris?"}
+    if tool:
+        body["tools"] = [{"type": "function", **WEATHER}]
+    if stream:
+        body["stream"] = True
+    response = http.post("/v1/responses", json=body, headers={"authorization": f"Bearer {key}"})
+    if response.status_code != 200:
+        return Reply(response.status_code, error=response.json()["error"]["message"])
+    if not stream:
+        return _responses_read(response.json(), Reply(200, complete=True))
+    reply = Reply(200)
+    for event in _sse_data(response.text):
+        if event["type"] == "response.output_text.delta":
+            reply.text += event["delta"]
+        elif event["type"] == "response.output_item.done" and event["item"]["type"] != "message":
+            _responses_read({"output": [event["item"]]}, reply)
+        elif event["type"] == "response.failed":
+            reply.error = event["response"]["error"]["message"]
+        reply.complete = reply.complete or event["type"] == "response.completed"
+    return reply
+
+
+def _responses_read(response: dict, reply: Reply) -> Reply:
+    for item in response["output"]:
+        if item["type"] == "message":
+            reply.text += "".join(part["text"] for part in item["content"])
+        elif item["type"] == "function_call":
+            reply.tool = reply.tool or item["name"]
+    return reply
+
+
 @dataclass(frozen=True)
 class Dialect:
     name: str
@@ -175,6 +207,7 @@ DIALECTS = [
     Dialect("openai_chat", _chat_send),
     Dialect("gemini_native", _native_send),
     Dialect("anthropic_messages", _messages_send),
+    Dialect("openai_responses", _responses_send),
 ]
 
 
