@@ -60,8 +60,13 @@ def shape_ratios(run: Any, row: dict[str, str]) -> dict[str, float]:
     for scenario in SHAPE_SCENARIOS:
         ours = _median(_field(run, row["name"], scenario, "rps"))
         theirs = _median(_field(run, _baseline_row(row), scenario, "rps"))
-        ratios[scenario] = ours / theirs if theirs and not math.isnan(theirs) else float("nan")
+        ratios[scenario] = _ratio(ours, theirs)
     return ratios
+
+
+def _ratio(ours: float, theirs: float) -> float:
+    """ours / theirs, nan when either is missing (or theirs is 0: nothing to compare with)."""
+    return ours / theirs if theirs and not math.isnan(theirs) else float("nan")
 
 
 def _percent(value: float) -> str:
@@ -266,16 +271,24 @@ def report_render(run: Any) -> str:
         out.append("| | c=1 | c=16 | c=64 | stream c=16 |")
         out.append("|---|---|---|---|---|")
         scenarios = ("c1", "c16", "c64", "stream16")
-        gains = []
-        for name, better in (("rps", "requests/s ratio"), ("cpu_ms_per_request", "CPU ms ratio")):
-            cells = []
-            for scenario in scenarios:
-                ours = _median(_field(run, "production", scenario, name))
-                theirs = _median(_field(run, "compare", scenario, name))
-                ratio = ours / theirs if name == "rps" else theirs / ours
-                cells.append(f"{ratio:.2f}×")
-            gains.append(f"| {better} | " + " | ".join(cells) + " |")
-        out.extend(gains)
+        # API-key chat first, then every other shape both trees answered.
+        pairs = [("production", "compare", "")]
+        theirs_rows = {r["shape"]: r["name"] for r in _shape_rows(run, "compare")}
+        for row in _shape_rows(run, "production"):
+            if row["shape"] in theirs_rows:
+                pairs.append((row["name"], theirs_rows[row["shape"]], f"{row['label']}: "))
+        for ours_row, theirs_row, prefix in pairs:
+            for name, better in (
+                ("rps", "requests/s ratio"),
+                ("cpu_ms_per_request", "CPU ms ratio"),
+            ):
+                cells = []
+                for scenario in scenarios:
+                    ours = _median(_field(run, ours_row, scenario, name))
+                    theirs = _median(_field(run, theirs_row, scenario, name))
+                    ratio = _ratio(ours, theirs) if name == "rps" else _ratio(theirs, ours)
+                    cells.append("–" if math.isnan(ratio) else f"{ratio:.2f}×")
+                out.append(f"| {prefix}{better} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("**Time to first chunk, streams at c=16** (asyncio client, 3 s per round)")
     out.append("")

@@ -138,7 +138,8 @@ def _shapes_choose(run: Run, targets: list[Target]) -> list[tuple[Target, Shape]
     yet, and the compare checkout may not serve the OAuth pool: both are skipped with a note.
     The translated chat row (issue 11) failing on this tree stops the run."""
     chosen = []
-    skipped_by_reason: dict[str, list[str]] = {}
+    # reason → target → credential kinds, so that one note says what one missing route cost.
+    skipped_by_reason: dict[str, dict[str, list[str]]] = {}
     for target in targets:
         if not target.is_rotator:
             continue
@@ -146,7 +147,7 @@ def _shapes_choose(run: Run, targets: list[Target]) -> list[tuple[Target, Shape]
             status, said = _shape_probe(target, shape)
             skipped = ""
             if status == 404 and not shape.required:
-                skipped = f"{shape.dialect.path} answered 404 (not in this tree)"
+                skipped = f"{shape.dialect.path} answered 404 (a route that code does not have)"
             elif status:
                 skipped = f"{shape.dialect.path} answered {status} ({said})"
                 if shape.required and target.name != "compare":
@@ -162,11 +163,13 @@ def _shapes_choose(run: Run, targets: list[Target]) -> list[tuple[Target, Shape]
                 }
             )
             if skipped:
-                skipped_by_reason.setdefault(skipped, []).append(f"{shape.label} on {target.name}")
+                kinds = skipped_by_reason.setdefault(skipped, {}).setdefault(target.name, [])
+                kinds.append(shape.kind.replace("_", " "))
             else:
                 chosen.append((target, shape))
-    for reason, rows in skipped_by_reason.items():
-        run.notes.append(f"not measured, {reason}: {'; '.join(rows)}.")
+    for reason, by_target in skipped_by_reason.items():
+        where = "; ".join(f"{name} ({', '.join(kinds)})" for name, kinds in by_target.items())
+        run.notes.append(f"not measured on {where}: {reason}.")
         _say(run.notes[-1])
     return chosen
 
