@@ -35,15 +35,27 @@ class WrkResult:
 
 
 def wrk_run(
-    *, target: Target, body: bytes, connections: int, seconds: int, timeout_seconds: int = 10
+    *,
+    target: Target,
+    body: bytes,
+    connections: int,
+    seconds: int,
+    timeout_seconds: int = 10,
+    url: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Drives `target` with wrk for `seconds`; measures the target's CPU over the same span."""
+    """Drives `target` with wrk for `seconds`; measures the target's CPU over the same span.
+
+    `url` and `headers` default to the target's chat completions route and bearer key."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk")
-    env = {**os.environ, "BENCH_BODY": body.decode(), "BENCH_AUTH": target.authorization}
+    if headers is None:
+        headers = {"Content-Type": "application/json", "Authorization": target.authorization}
+    lines = "\n".join(f"{name}: {value}" for name, value in headers.items())
+    env = {**os.environ, "BENCH_BODY": body.decode(), "BENCH_HEADERS": lines}
     command = [
         "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-        f"--timeout={timeout_seconds}s", "-s", str(LUA), target.url,
+        f"--timeout={timeout_seconds}s", "-s", str(LUA), url or target.url,
     ]  # fmt: skip
     cpu_before = process_cpu_seconds(target.pid)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

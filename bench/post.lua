@@ -1,9 +1,14 @@
 -- wrk script for the benchmark: POST one JSON body, report a JSON summary line.
--- Environment: BENCH_BODY (the JSON body), BENCH_AUTH (the Authorization header value).
+-- Environment: BENCH_BODY (the JSON body), BENCH_HEADERS (one "Name: value" per line; each
+-- dialect sends its key its own way, e.g. Authorization or x-api-key + anthropic-version).
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

@@ -34,6 +34,45 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
+SHAPE_SCENARIOS = ("c16", "stream16")
+SHAPE_TARGET = 0.7  # issue 11: each shape at least 70% of the chat row it is compared with
+BASELINE_LABELS = {
+    "chat/api_key": "OpenAI chat, API key (passthrough)",
+    "chat/oauth": "OpenAI chat, OAuth via Code Assist",
+}
+
+
+def _shape_rows(run: Any, target: str, *, skipped: bool = False) -> list[dict[str, str]]:
+    """The other request shapes' rows of `target` (bench.shapes), measured or skipped."""
+    rows = getattr(run, "rows", [])
+    return [r for r in rows if r["target"] == target and bool(r["skipped"]) == skipped]
+
+
+def _baseline_row(row: dict[str, str]) -> str:
+    # API-key chat is the target's own row; every other shape is a row of its own.
+    baseline = row["baseline"]
+    return row["target"] if baseline == "chat/api_key" else f"{row['target']} {baseline}"
+
+
+def shape_ratios(run: Any, row: dict[str, str]) -> dict[str, float]:
+    """Median requests/s of `row` over its baseline's, per scenario (nan when either is missing)."""
+    ratios = {}
+    for scenario in SHAPE_SCENARIOS:
+        ours = _median(_field(run, row["name"], scenario, "rps"))
+        theirs = _median(_field(run, _baseline_row(row), scenario, "rps"))
+        ratios[scenario] = _ratio(ours, theirs)
+    return ratios
+
+
+def _ratio(ours: float, theirs: float) -> float:
+    """ours / theirs, nan when either is missing (or theirs is 0: nothing to compare with)."""
+    return ours / theirs if theirs and not math.isnan(theirs) else float("nan")
+
+
+def _percent(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.0%}"
+
+
 def targets_check(run: Any) -> list[tuple[str, str, str]]:
     """(target, measured, PASS/FAIL) rows for the goals of issue 8."""
     rows: list[tuple[str, str, str]] = []
@@ -100,6 +139,24 @@ def targets_check(run: Any) -> list[tuple[str, str, str]]:
                 _verdict(late <= 50),
             )
         )
+    for row in _shape_rows(run, prod):
+        ratios = shape_ratios(run, row)
+        values = [v for v in ratios.values() if not math.isnan(v)]
+        rows.append(
+            (
+                f"production: {row['label']} ≥ 70% of {BASELINE_LABELS[row['baseline']]}",
+                ", ".join(f"{s} {_percent(v)}" for s, v in ratios.items()),
+                _verdict(min(values) >= SHAPE_TARGET if len(values) == len(ratios) else None),
+            )
+        )
+    for row in _shape_rows(run, prod, skipped=True):
+        rows.append(
+            (
+                f"production: {row['label']} ≥ 70% of {BASELINE_LABELS[row['baseline']]}",
+                f"skipped: {row['skipped']}",
+                "n/a",
+            )
+        )
     for selection in run.selection:
         results = {r["credentials"]: r["us_per_pick"] for r in selection["results"]}
         if 10 in results and 10000 in results:
@@ -124,6 +181,15 @@ def targets_check(run: Any) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _table_rows(run: Any, labels: dict[str, str]) -> list[tuple[str, str]]:
+    """(row name, label as shown) for the wrk tables: each target, then its other shapes."""
+    rows = []
+    for name, label in labels.items():
+        rows.append((name, label))
+        rows.extend((row["name"], f"↳ {row['label']}") for row in _shape_rows(run, name))
+    return rows
+
+
 def report_render(run: Any) -> str:
     """The whole results section as Markdown."""
     labels = {t["name"]: t["label"] for t in run.targets}
@@ -145,16 +211,19 @@ def report_render(run: Any) -> str:
         f"measurement starts); ranges are min–max over rounds, ratios use medians."
     )
     out.append("")
-    out.append("**Chat completions, requests/s** (stream: 20 chunks, no delay)")
+    out.append(
+        "**Chat completions, requests/s** (stream: 20 chunks, no delay; a target's ↳ rows are "
+        "its other request shapes: dialect, credential kind)"
+    )
     out.append("")
     out.append("| target | c=1 | c=16 | c=64 | stream c=16 | errors |")
     out.append("|---|---|---|---|---|---|")
-    for name, label in labels.items():
+    for name, shown in _table_rows(run, labels):
         cells = [_span(_field(run, name, s, "rps")) for s in ("c1", "c16", "c64", "stream16")]
         errors = sum(
             int(e) for s in ("c1", "c16", "c64", "stream16") for e in _field(run, name, s, "errors")
         )
-        out.append(f"| {label} | " + " | ".join(cells) + f" | {errors} |")
+        out.append(f"| {shown} | " + " | ".join(cells) + f" | {errors} |")
     out.append("")
     out.append("**Latency p50 / p99 (ms) and server CPU per request (ms)**")
     out.append("")
@@ -162,18 +231,37 @@ def report_render(run: Any) -> str:
         "| target | c=1 | c=16 | c=64 | stream c=16 | CPU ms/req c=1 · c=16 · c=64 · stream |"
     )
     out.append("|---|---|---|---|---|---|")
-    for name, label in labels.items():
+    for name, shown in _table_rows(run, labels):
         cells = []
         for scenario in ("c1", "c16", "c64", "stream16"):
             p50 = _median(_field(run, name, scenario, "p50_ms"))
             p99 = _median(_field(run, name, scenario, "p99_ms"))
-            cells.append(f"{p50:,.1f} / {p99:,.1f}")
+            cells.append("–" if math.isnan(p50) else f"{p50:,.1f} / {p99:,.1f}")
         cpu = " · ".join(
             _span(_field(run, name, s, "cpu_ms_per_request"), 2)
             for s in ("c1", "c16", "c64", "stream16")
         )
-        out.append(f"| {label} | " + " | ".join(cells) + f" | {cpu} |")
+        out.append(f"| {shown} | " + " | ".join(cells) + f" | {cpu} |")
     out.append("")
+    shape_rows = [r for name in labels for r in _shape_rows(run, name)]
+    if shape_rows:
+        out.append(
+            "**Other request shapes against chat completions** (median requests/s ratio; "
+            "issue 11 asks ≥ 70%: chat on OAuth against the API-key passthrough, every other "
+            "dialect against chat on the same credential kind)"
+        )
+        out.append("")
+        out.append("| target | shape | against | c=16 | stream c=16 |")
+        out.append("|---|---|---|---|---|")
+        for row in shape_rows:
+            ratios = shape_ratios(run, row)
+            out.append(
+                f"| {labels[row['target']]} | {row['label']} | "
+                f"{BASELINE_LABELS[row['baseline']]} | "
+                + " | ".join(_percent(ratios[s]) for s in SHAPE_SCENARIOS)
+                + " |"
+            )
+        out.append("")
     if "compare" in labels and "production" in labels:
         out.append(
             f"**This tree against {labels['compare'].removeprefix('Rotator, production, ')}** "
@@ -183,16 +271,24 @@ def report_render(run: Any) -> str:
         out.append("| | c=1 | c=16 | c=64 | stream c=16 |")
         out.append("|---|---|---|---|---|")
         scenarios = ("c1", "c16", "c64", "stream16")
-        gains = []
-        for name, better in (("rps", "requests/s ratio"), ("cpu_ms_per_request", "CPU ms ratio")):
-            cells = []
-            for scenario in scenarios:
-                ours = _median(_field(run, "production", scenario, name))
-                theirs = _median(_field(run, "compare", scenario, name))
-                ratio = ours / theirs if name == "rps" else theirs / ours
-                cells.append(f"{ratio:.2f}×")
-            gains.append(f"| {better} | " + " | ".join(cells) + " |")
-        out.extend(gains)
+        # API-key chat first, then every other shape both trees answered.
+        pairs = [("production", "compare", "")]
+        theirs_rows = {r["shape"]: r["name"] for r in _shape_rows(run, "compare")}
+        for row in _shape_rows(run, "production"):
+            if row["shape"] in theirs_rows:
+                pairs.append((row["name"], theirs_rows[row["shape"]], f"{row['label']}: "))
+        for ours_row, theirs_row, prefix in pairs:
+            for name, better in (
+                ("rps", "requests/s ratio"),
+                ("cpu_ms_per_request", "CPU ms ratio"),
+            ):
+                cells = []
+                for scenario in scenarios:
+                    ours = _median(_field(run, ours_row, scenario, name))
+                    theirs = _median(_field(run, theirs_row, scenario, name))
+                    ratio = _ratio(ours, theirs) if name == "rps" else _ratio(theirs, ours)
+                    cells.append("–" if math.isnan(ratio) else f"{ratio:.2f}×")
+                out.append(f"| {prefix}{better} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("**Time to first chunk, streams at c=16** (asyncio client, 3 s per round)")
     out.append("")
@@ -267,7 +363,7 @@ def report_render(run: Any) -> str:
             + "."
         )
         out.append("")
-    out.append("**Targets (issue 8)**")
+    out.append("**Targets (issues 8 and 11)**")
     out.append("")
     out.append("| target | measured | result |")
     out.append("|---|---|---|")

@@ -28,11 +28,24 @@ LITELLM_KEYS = [f"AIzaBenchLiteLLM{i:04d}" + "x" * 19 for i in range(3)]
 LITELLM_MASTER_KEY = "sk-bench-litellm-master-key-0123456789abcdef"
 CHAT_PATH = "/v1/chat/completions"
 ROTATOR_KEY = "rk-bench-" + "k" * 32
+# A second user whose pool holds only OAuth accounts: its requests take the translated path
+# (OpenAI or another dialect → Gemini → Code Assist).
+ROTATOR_OAUTH_KEY = "rk-bench-oauth-" + "o" * 32
+OAUTH_CREDENTIALS = 5
 
 
 def upstream_secret(index: int) -> str:
     """The bench pool's Gemini API keys (the fake accepts any well-formed key)."""
     return f"AIzaBenchPool{index:04d}" + "x" * 22
+
+
+def oauth_refresh_token(index: int) -> str:
+    """The bench OAuth pool's refresh tokens (registered with the fake by `fake_oauth_add`)."""
+    return f"1//0bench-oauth-{index:04d}-" + "r" * 30
+
+
+def oauth_project(index: int) -> str:
+    return f"bench-project-{index:04d}"
 
 
 @dataclass
@@ -43,10 +56,17 @@ class Target:
     label: str
     url: str  # full chat completions URL
     authorization: str
+    # The Authorization value of the OAuth-only pool; "" for a target that has none.
+    oauth_authorization: str = ""
     process: subprocess.Popen | None = None
     # Secrets this target sends upstream (to steer the fake's long streams for them).
     upstream_secrets: list[str] = field(default_factory=list)
     is_rotator: bool = False
+
+    @property
+    def origin(self) -> str:
+        """Scheme, host and port: other routes are reached from here."""
+        return self.url.removesuffix(CHAT_PATH)
 
     @property
     def pid(self) -> int:
@@ -146,6 +166,20 @@ def fake_behave(fake_url: str, **payload: object) -> None:
     httpx.post(f"{fake_url}/_fake/behave", json=payload, timeout=10).raise_for_status()
 
 
+def fake_oauth_add(fake_url: str, *, count: int = OAUTH_CREDENTIALS) -> None:
+    """Registers the bench OAuth accounts (onboarded, with a project) with the fake."""
+    for index in range(count):
+        httpx.post(
+            f"{fake_url}/_fake/oauth_account",
+            json={
+                "refresh_token": oauth_refresh_token(index),
+                "email": f"bench{index}@example.com",
+                "project_id": oauth_project(index),
+            },
+            timeout=10,
+        ).raise_for_status()
+
+
 def fake_reset(fake_url: str) -> None:
     httpx.post(f"{fake_url}/_fake/reset", timeout=10).raise_for_status()
 
@@ -197,11 +231,12 @@ def postgres_database_recreate(*, url: str) -> None:
 def rotator_prepare(*, env: dict[str, str], workdir: Path, name: str, credentials: int) -> None:
     """Migrates the target's database and creates the bench user, key and pool."""
     log = workdir / f"{name}-setup.log"
+    pool_setup = [
+        sys.executable, "-m", "bench.pool_setup", "--credentials", str(credentials),
+        "--oauth-credentials", str(OAUTH_CREDENTIALS),
+    ]  # fmt: skip
     with log.open("wb") as handle:
-        for command in (
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-            [sys.executable, "-m", "bench.pool_setup", "--credentials", str(credentials)],
-        ):
+        for command in ([sys.executable, "manage.py", "migrate", "--verbosity", "0"], pool_setup):
             done = subprocess.run(command, env=env, cwd=ROOT, stdout=handle, stderr=handle)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)} failed; see {log}")
@@ -229,6 +264,7 @@ def rotator_start(
         label=label,
         url=f"http://127.0.0.1:{port}{CHAT_PATH}",
         authorization=f"Bearer {ROTATOR_KEY}",
+        oauth_authorization=f"Bearer {ROTATOR_OAUTH_KEY}",
         process=process,
         upstream_secrets=[upstream_secret(i) for i in range(credentials)],
         is_rotator=True,
