@@ -245,8 +245,10 @@ _RETRY_AFTER = {
 }
 
 
-def errors_described(schema: str, statuses: dict[int, str]) -> dict[str, Any]:
-    responses = {str(status): json_response(ref(schema), text) for status, text in statuses.items()}
+def errors_described(schema: str | list[str], statuses: dict[int, str]) -> dict[str, Any]:
+    """Error responses for `statuses`, in one dialect's shape or (a list) any of several."""
+    shape = ref(schema) if isinstance(schema, str) else {"anyOf": [ref(name) for name in schema]}
+    responses = {str(status): json_response(shape, text) for status, text in statuses.items()}
     if "429" in responses:
         responses["429"]["headers"] = _RETRY_AFTER
     return responses
@@ -373,7 +375,9 @@ def proxy_paths() -> dict[str, Any]:
                 tag="proxy (OpenAI)",
                 parameters=[model],
                 ok=json_response(ref("OpenAIModel"), "The model."),
-                errors=openai_errors,
+                # Gemini clients use Google's stable /v1 path too (a `model:method` or a
+                # Google key): their errors come in Google's shape.
+                errors=errors_described(["OpenAIError", "GoogleError"], _OPENAI_ERRORS),
             )
         },
         "/v1beta/models": {

@@ -15,7 +15,6 @@ import orjson
 
 from common.errors import RotatorError
 from common.naming import model_bare
-from rotator.codecs import schema as schemas
 from rotator.codecs import shared
 from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
 from rotator.codecs.shared import EFFORTS
@@ -433,24 +432,16 @@ def _function_declarations(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _declaration(function: Any, *, where: str) -> dict[str, Any]:
     if not isinstance(function, Mapping):
         raise CodecError("A function definition must be an object.", param=where)
-    declaration: dict[str, Any] = {
-        "name": _function_name(function.get("name"), param=f"{where}.name")
-    }
+    name = _function_name(function.get("name"), param=f"{where}.name")
     description = function.get("description")
     if description is not None and not isinstance(description, str):
         raise CodecError("'description' must be a string.", param=f"{where}.description")
-    if description:
-        declaration["description"] = description
     parameters = function.get("parameters")
-    if parameters is not None:
-        if not isinstance(parameters, Mapping):
-            raise CodecError(
-                "'parameters' must be a JSON schema object.", param=f"{where}.parameters"
-            )
-        schema = schemas.schema_to_gemini(parameters, param=f"{where}.parameters")
-        if schema is not None:
-            declaration["parameters"] = schema
-    return declaration
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise CodecError("'parameters' must be a JSON schema object.", param=f"{where}.parameters")
+    return shared.function_declaration(
+        name=name, description=description, schema=parameters, param=f"{where}.parameters"
+    )
 
 
 def _tool_config(body: Mapping[str, Any], *, names: list[str]) -> dict[str, Any] | None:
@@ -558,16 +549,7 @@ def _response_format(value: Any) -> dict[str, Any]:
         raise CodecError(
             "'response_format.json_schema' must be an object.", param="response_format.json_schema"
         )
-    config: dict[str, Any] = {"responseMimeType": "application/json"}
-    schema = spec.get("schema")
-    if schema is not None:
-        param = "response_format.json_schema.schema"
-        if not isinstance(schema, Mapping):
-            raise CodecError("The JSON schema must be an object.", param=param)
-        cleaned = schemas.schema_to_gemini(schema, param=param)
-        if cleaned is not None:
-            config["responseSchema"] = cleaned
-    return config
+    return shared.json_output_config(spec.get("schema"), param="response_format.json_schema.schema")
 
 
 def _thinking_config(body: Mapping[str, Any], *, model: str) -> dict[str, Any] | None:

@@ -27,29 +27,32 @@ BACKENDS = frozenset({"gemini_api", "code_assist"})
 def function_declaration(
     *, name: str, description: str | None, schema: Mapping[str, Any] | None, param: str
 ) -> dict[str, Any]:
-    """Returns a Gemini functionDeclaration for a client tool; raises CodecError naming `param`
-    for a schema Gemini cannot take."""
+    """Returns a Gemini functionDeclaration for a client tool, its schema under
+    `parametersJsonSchema` (JSON Schema, as gemini-cli sends it to both backends: MCP schemas
+    with arrays without items, untyped nodes or $refs pass, where the classic `parameters`
+    refuses them); raises CodecError naming `param` for a schema Gemini cannot take."""
     declaration: dict[str, Any] = {"name": name}
     if description:
         declaration["description"] = description
     if schema is not None:
         if not isinstance(schema, Mapping):
             raise CodecError("A tool's parameters must be a JSON schema object.", param=param)
-        cleaned = schemas.schema_to_gemini(schema, param=param)
+        cleaned = schemas.json_schema_for_gemini(schema, param=param)
         if cleaned is not None:
-            declaration["parameters"] = cleaned
+            declaration["parametersJsonSchema"] = cleaned
     return declaration
 
 
 def json_output_config(schema: Mapping[str, Any] | None, *, param: str) -> dict[str, Any]:
-    """Returns the generationConfig entries asking Gemini for JSON (matching `schema`)."""
+    """Returns the generationConfig entries asking Gemini for JSON (matching `schema`, under
+    `responseJsonSchema`, which takes JSON Schema as clients write it)."""
     config: dict[str, Any] = {"responseMimeType": "application/json"}
     if schema is not None:
         if not isinstance(schema, Mapping):
             raise CodecError("The JSON schema must be an object.", param=param)
-        cleaned = schemas.schema_to_gemini(schema, param=param)
+        cleaned = schemas.json_schema_for_gemini(schema, param=param)
         if cleaned is not None:
-            config["responseSchema"] = cleaned
+            config["responseJsonSchema"] = cleaned
     return config
 
 

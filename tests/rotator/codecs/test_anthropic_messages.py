@@ -180,10 +180,11 @@ def streamed(*chunks: dict[str, Any]) -> bytes:
                         {
                             "name": "get_weather",
                             "description": "Weather now",
-                            "parameters": {
+                            "parametersJsonSchema": {
                                 "type": "object",
                                 "properties": {"city": {"type": "string"}},
                                 "required": ["city"],
+                                "additionalProperties": False,
                             },
                         }
                     ]
@@ -444,10 +445,11 @@ def test_a_claude_code_request_maps_cleanly():
     [tools] = pivot.body["tools"]
     declarations = tools["functionDeclarations"]
     assert [d["name"] for d in declarations] == [tool["name"] for tool in body["tools"]]
-    # Gemini's Schema answers 400 to any key it does not know: none may survive cleaning.
+    # JSON Schema under parametersJsonSchema (never the classic fields, which refuse most MCP
+    # schemas); the $schema URL and references Google cannot resolve are gone.
     serialized = json.dumps(declarations)
-    for unknown in ("$schema", "additionalProperties", "exclusiveMinimum", "const", "$ref"):
-        assert unknown not in serialized
+    assert '"parameters"' not in serialized and "$schema" not in serialized
+    assert all("parametersJsonSchema" in d for d in declarations if d["name"] != "ExitPlanMode")
     assert [content["role"] for content in pivot.body["contents"]] == ["user", "model", "user"]
     assert pivot.body["contents"][2]["parts"] == [
         {"functionResponse": {"name": "Glob", "response": {"output": "/repo/a.py\n/repo/b.py"}}}

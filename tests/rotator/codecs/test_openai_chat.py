@@ -39,7 +39,7 @@ WEATHER_TOOL = {
 WEATHER_DECLARATION = {
     "name": "get_weather",
     "description": "Current weather",
-    "parameters": {
+    "parametersJsonSchema": {
         "type": "object",
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
@@ -103,12 +103,6 @@ def stream_all(
 
 def choice_chunks(chunks: list[dict[str, Any]], index: int = 0) -> list[dict[str, Any]]:
     return [choice for chunk in chunks for choice in chunk["choices"] if choice["index"] == index]
-
-
-def schema_of(parameters: dict[str, Any]) -> Any:
-    tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
-    declaration = chat_request_to_gemini(body_with(tools=[tool])).request["tools"][0]
-    return declaration["functionDeclarations"][0].get("parameters", ABSENT)
 
 
 # --- request rules --------------------------------------------------------------------------------
@@ -717,14 +711,15 @@ REQUEST_ROWS = [
         {
             "generationConfig": {
                 "responseMimeType": "application/json",
-                "responseSchema": {
+                "responseJsonSchema": {
                     "type": "object",
-                    "properties": {"answer": {"type": "string"}},
+                    "properties": {"answer": {"type": "string", "title": "Answer"}},
                     "required": ["answer"],
+                    "additionalProperties": False,
                 },
             }
         },
-        id="response_format json_schema sends the cleaned schema as responseSchema",
+        id="response_format json_schema sends the schema as responseJsonSchema",
     ),
     pytest.param(
         body_with(response_format={"type": "text"}),
@@ -897,179 +892,83 @@ def test_each_request_rule_translates_to_its_gemini_fragment(
 
 
 # --- tool parameter schemas -----------------------------------------------------------------------
+# Tools go to Gemini as JSON Schema (parametersJsonSchema), which takes what MCP servers write;
+# only what Google refuses there is changed (rotator.codecs.schema.json_schema_for_gemini).
 
 SCHEMA_ROWS = [
     pytest.param(
         {
             "$schema": "http://json-schema.org/draft-07/schema#",
-            "$id": "urn:f",
-            "title": "Args",
             "type": "object",
+            "properties": {"path": {"type": "string", "format": "uri"}},
             "additionalProperties": False,
-            "strict": True,
-            "properties": {
-                "count": {
-                    "type": "integer",
-                    "default": 1,
-                    "examples": [1, 2],
-                    "exclusiveMinimum": 0,
-                    "exclusiveMaximum": 10,
-                    "minimum": 1,
-                    "title": "Count",
-                },
-                "tags": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "title": "Tag",
-                        "properties": {"name": {"type": "string", "default": "x"}},
-                    },
-                },
-            },
-            "required": ["count"],
         },
         {
             "type": "object",
-            "properties": {
-                "count": {"type": "integer", "minimum": 1},
-                "tags": {
-                    "type": "array",
-                    "items": {"type": "object", "properties": {"name": {"type": "string"}}},
-                },
-            },
-            "required": ["count"],
+            "properties": {"path": {"type": "string", "format": "uri"}},
+            "additionalProperties": False,
         },
-        id="keys Gemini rejects are removed recursively",
-    ),
-    pytest.param(
-        {"type": "object", "properties": {"note": {"type": ["string", "null"]}}},
-        {"type": "object", "properties": {"note": {"type": "string", "nullable": True}}},
-        id="a type array with null becomes a nullable type",
-    ),
-    pytest.param(
-        {"type": "object", "properties": {"v": {"type": ["string", "integer"]}}},
-        {
-            "type": "object",
-            "properties": {"v": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
-        },
-        id="a type array of several types becomes anyOf",
-    ),
-    pytest.param(
-        {"type": "object", "properties": {"unit": {"type": "string", "const": "celsius"}}},
-        {"type": "object", "properties": {"unit": {"type": "string", "enum": ["celsius"]}}},
-        id="const becomes a one-value enum",
-    ),
-    pytest.param(
-        {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}}},
-        {"type": "object", "properties": {"unit": {"type": "string", "enum": ["c", "f"]}}},
-        id="a string enum without a type is declared a string",
-    ),
-    pytest.param(
-        {"type": "object", "properties": {"level": {"type": "integer", "enum": [1, 2, 3]}}},
-        {
-            "type": "object",
-            "properties": {"level": {"type": "integer", "description": "Allowed values: 1, 2, 3."}},
-        },
-        id="a numeric enum Gemini cannot take is kept as words in the description",
+        id="the $schema URL goes and everything JSON Schema says stays, in order",
     ),
     pytest.param(
         {
             "type": "object",
-            "properties": {"where": {"$ref": "#/$defs/Place", "description": "Target"}},
-            "$defs": {
-                "Place": {
-                    "type": "object",
-                    "title": "Place",
-                    "properties": {"city": {"type": "string"}},
-                }
-            },
+            "properties": {"node": {"$ref": "#/definitions/Node", "title": "x"}},
+            "definitions": {"Node": {"type": "object", "properties": {"id": {"type": "string"}}}},
         },
         {
             "type": "object",
-            "properties": {
-                "where": {
-                    "type": "object",
-                    "description": "Target",
-                    "properties": {"city": {"type": "string"}},
-                }
-            },
+            "properties": {"node": {"$ref": "#/$defs/Node"}},
+            "$defs": {"Node": {"type": "object", "properties": {"id": {"type": "string"}}}},
         },
-        id="a local $ref is inlined from $defs",
+        id="definitions become $defs and a $ref keeps only the siblings Google allows",
     ),
     pytest.param(
         {
             "type": "object",
-            "properties": {"tree": {"$ref": "#/definitions/Node"}},
-            "definitions": {
-                "Node": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "children": {"type": "array", "items": {"$ref": "#/definitions/Node"}},
-                    },
-                }
-            },
+            "properties": {"x": {"$ref": "#/$defs/Missing", "description": "d"}},
         },
-        {
-            "type": "object",
-            "properties": {
-                "tree": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "children": {"type": "array", "items": {}},
-                    },
-                }
-            },
-        },
-        id="a recursive $ref is dropped where it recurses",
+        {"type": "object", "properties": {"x": {"description": "d"}}},
+        id="a $ref to nothing becomes an unconstrained node",
+    ),
+    pytest.param(
+        {"type": "object", "properties": {"any": True, "never": False}},
+        {"type": "object", "properties": {"any": {}, "never": {"not": {}}}},
+        id="properties declared true or false become objects",
     ),
     pytest.param(
         {
             "type": "object",
             "properties": {
-                "when": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
-            },
-        },
-        {
-            "type": "object",
-            "properties": {"when": {"type": "string", "format": "date-time", "nullable": True}},
-        },
-        id="an optional anyOf with null becomes a nullable schema",
-    ),
-    pytest.param(
-        {
-            "type": "object",
-            "properties": {
-                "url": {"type": "string", "format": "uri"},
-                "ratio": {"type": "number", "format": "double"},
+                "tags": {"type": "array"},
+                "meta": {"type": "object", "properties": {}},
+                "value": {},
             },
         },
         {
             "type": "object",
             "properties": {
-                "url": {"type": "string"},
-                "ratio": {"type": "number", "format": "double"},
+                "tags": {"type": "array"},
+                "meta": {"type": "object", "properties": {}},
+                "value": {},
             },
         },
-        id="formats Gemini rejects are dropped and those it accepts are kept",
+        id="arrays without items, empty nested objects and untyped nodes pass as they are",
     ),
-    pytest.param(
-        {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a", "ghost"]},
-        {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
-        id="required names that are not properties are dropped",
-    ),
-    pytest.param(
-        {"type": "object", "properties": {}, "additionalProperties": False},
-        ABSENT,
-        id="an object schema without properties is left out, as Gemini rejects it",
-    ),
+    pytest.param({"type": "object", "properties": {}}, ABSENT, id="no properties, no schema"),
 ]
 
 
+def schema_of(parameters: dict[str, Any]) -> Any:
+    tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
+    [declaration] = chat_request_to_gemini(body_with(tools=[tool])).request["tools"][0][
+        "functionDeclarations"
+    ]
+    return declaration.get("parametersJsonSchema", ABSENT)
+
+
 @pytest.mark.parametrize(("parameters", "expected"), SCHEMA_ROWS)
-def test_tool_parameter_schemas_are_cleaned_for_gemini(
+def test_tool_parameter_schemas_are_sent_as_json_schema_gemini_accepts(
     parameters: dict[str, Any], expected: Any
 ) -> None:
     assert schema_of(parameters) == expected

@@ -34,10 +34,11 @@ WEATHER = {
 WEATHER_DECLARATION = {
     "name": "get_weather",
     "description": "Current weather",
-    "parameters": {
+    "parametersJsonSchema": {
         "type": "object",
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
+        "additionalProperties": False,
     },
 }
 APPLY_PATCH_GRAMMAR = 'start: begin_patch hunk+ end_patch\nbegin_patch: "*** Begin Patch" LF\n'
@@ -250,7 +251,7 @@ def types(events: list[dict[str, Any]]) -> list[str]:
                             {
                                 "name": "apply_patch",
                                 "description": APPLY_PATCH["description"],
-                                "parameters": {
+                                "parametersJsonSchema": {
                                     "type": "object",
                                     "properties": {
                                         "input": {
@@ -306,10 +307,11 @@ def types(events: list[dict[str, Any]]) -> list[str]:
             {
                 "generationConfig": {
                     "responseMimeType": "application/json",
-                    "responseSchema": {
+                    "responseJsonSchema": {
                         "type": "object",
                         "properties": {"name": {"type": "string"}},
                         "required": ["name"],
+                        "additionalProperties": False,
                     },
                 }
             },
@@ -956,7 +958,9 @@ def test_a_recorded_codex_request_maps_cleanly() -> None:
     ]
     declarations = body["tools"][0]["functionDeclarations"]
     assert [item["name"] for item in declarations] == ["shell", "update_plan", "apply_patch"]
-    assert "additionalProperties" not in orjson.dumps(declarations).decode()
+    # JSON Schema for Gemini's parametersJsonSchema: what Google refuses there is gone.
+    assert "$schema" not in orjson.dumps(declarations).decode()
+    assert all("parameters" not in item for item in declarations)
     assert body["tools"][1] == {"googleSearch": {}}
     assert body["toolConfig"] == {
         "functionCallingConfig": {"mode": "AUTO"},
