@@ -250,6 +250,11 @@ RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECON
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3, minimum=1)
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_int("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
 MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
+# While a stream waits on upstream (a model thinking before its first content, or between
+# chunks), the client gets a keep-alive its dialect allows (an SSE comment, Anthropic's ping)
+# this often: proxies in front cut idle connections at 60-120 s. 0 turns it off; past it,
+# a stream's answer is a 200 even if it then fails (the failure comes as an error event).
+STREAM_KEEPALIVE_SECONDS = env_float("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.0)
 # Gemini thought signatures of the tool calls Rotator hands out, kept in the cache (Redis on
 # the production profile, shared by every worker) for this long: an agent's next turn must
 # come back within it, or its calls get Google's skip value instead.

@@ -5,9 +5,11 @@ The loop knows no dialect and no credential kind: codecs (rotator/codecs) turn t
 request into an UpstreamCall and the answer back; adapters (rotator/adapters) reach Google.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -26,13 +28,20 @@ from common.errors import (
 )
 from rotator import pool
 from rotator.adapters import code_assist, gemini_api_key, openai_compat
-from rotator.adapters.base import Adapter, Answer, Failure, StreamStart, UpstreamCall
+from rotator.adapters.base import (
+    Adapter,
+    Answer,
+    Failure,
+    StreamEncoder,
+    StreamStart,
+    UpstreamCall,
+)
 from rotator.classify import Outcome
 from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
 from rotator.context import RequestContext
 from rotator.counting import attempt_count
 from rotator.pool import CredentialView
-from rotator.respond import json_response, stream_response
+from rotator.respond import json_response, relay_of, stream_response, stream_response_early
 from rotator.signatures import (
     call_ids_assign,
     call_ids_prefix,
@@ -211,7 +220,6 @@ async def generate(
         stream=stream,
         client_wants_usage=client_wants_usage,
     )
-    result = await forward(ctx, call=call)
     ids_prefix = call_ids_prefix() if getattr(codec, "CALL_IDS", False) else None
 
     def meta(backend: str) -> ReplyMeta:
@@ -224,11 +232,31 @@ async def generate(
             state={**pivot().state, **(state or {})},
         )
 
+    def relay_for(start: StreamStart) -> tuple[StreamEncoder, str | None]:
+        if start.encoder is not None:  # the shortcut's events are the client's already
+            return relay_of(start.encoder, pivot=False), None
+        encoder = codec.StreamEncoder(meta=meta(start.backend))
+        return relay_of(encoder, pivot=True), ids_prefix
+
+    interval = settings.STREAM_KEEPALIVE_SECONDS
+    if not (stream and interval > 0):
+        result = await forward(ctx, call=call)
+    else:
+        pending = asyncio.ensure_future(forward(ctx, call=call))
+        # A model may think for minutes before its first content, and proxies in front cut
+        # idle connections: past the interval the 200 goes out with keep-alives, and what the
+        # loop ends with (content or an error) follows as the dialect's events.
+        done, _ = await asyncio.wait({pending}, timeout=interval)
+        if not done:
+            placeholder = ReplyMeta(
+                request_id=ctx.request_id, model=model, created=int(time.time()), backend=""
+            )
+            encoder = codec.StreamEncoder(meta=replace(placeholder, state=dict(state or {})))
+            return stream_response_early(ctx, pending, encoder=encoder, relay_for=relay_for)
+        result = await pending
     if isinstance(result, StreamStart):
-        if result.encoder is not None:
-            return stream_response(ctx, result, encoder=result.encoder, pivot=False)
-        encoder = codec.StreamEncoder(meta=meta(result.backend))
-        return stream_response(ctx, result, encoder=encoder, pivot=True, ids_prefix=ids_prefix)
+        relay, prefix = relay_for(result)
+        return stream_response(ctx, result, relay=relay, ids_prefix=prefix)
     if result.client_body is not None:
         return json_response(ctx, result, result.client_body)
     assert result.document is not None

@@ -1,19 +1,24 @@
 """Turning the loop's result into the client's HTTP response: a JSON body, or a stream relayed
 event by event through the dialect's encoder, counted and logged when it ends."""
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from common import clock
-from common.errors import UpstreamError, UpstreamUnreachable
+from common.errors import RotatorError, UpstreamError, UpstreamUnreachable
 from rotator import pool
 from rotator.adapters.base import Answer, StreamEncoder, StreamStart
 from rotator.adapters.http import STREAM_ERRORS, InBandError, transport_verdict
 from rotator.context import RequestContext, request_log
 from rotator.counting import attempt_count
 from rotator.signatures import call_ids_assign, signatures_remember
+
+logger = logging.getLogger("rotator.request")
 
 
 def json_response(ctx: RequestContext, answer: Answer, body: bytes) -> HttpResponse:
@@ -51,19 +56,102 @@ class _DocumentFeed:
 
 
 def stream_response(
+    ctx: RequestContext, start: StreamStart, *, relay: StreamEncoder, ids_prefix: str | None
+) -> StreamingHttpResponse:
+    """A held stream as the client's streaming response (see `stream_relay`)."""
+    return _streaming(stream_relay(ctx, start, relay=relay, ids_prefix=ids_prefix), relay)
+
+
+def stream_response_early(
     ctx: RequestContext,
-    start: StreamStart,
+    pending: "asyncio.Future[Answer | StreamStart]",
     *,
     encoder: Any,
-    pivot: bool,
-    ids_prefix: str | None = None,
+    relay_for: Callable[[StreamStart], tuple[StreamEncoder, str | None]],
 ) -> StreamingHttpResponse:
-    """Relays a held stream: one client write per upstream read; an upstream failure after the
-    first byte ends the stream with the dialect's error event and is reported to the pool; the
-    attempt is counted (success, cut or cancelled by the client) and logged when it ends."""
+    """The streaming response of a request whose loop is still waiting for content after
+    STREAM_KEEPALIVE_SECONDS (a model thinking for minutes): keep-alives go out until it
+    ends, then the stream, or its failure as the dialect's error event (the 200 is sent)."""
+    interval = settings.STREAM_KEEPALIVE_SECONDS
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while not pending.done():
+                done, _ = await asyncio.wait({pending}, timeout=interval)
+                if not done:
+                    yield encoder.keepalive()
+            try:
+                start = pending.result()
+            except RotatorError as exc:
+                ctx.status = exc.status
+                request_log(ctx)
+                yield encoder.failure(exc)
+                return
+            except Exception:
+                logger.exception("stream failed before its first byte (%s)", ctx.request_id)
+                ctx.status = 500
+                request_log(ctx)
+                yield encoder.failure(RotatorError("Internal error.", code="internal"))
+                return
+            assert isinstance(start, StreamStart)
+            relay, ids_prefix = relay_for(start)
+            async for chunk in stream_relay(ctx, start, relay=relay, ids_prefix=ids_prefix):
+                yield chunk
+        finally:
+            if not pending.done():
+                pending.cancel()
+
+    return _streaming(body(), encoder)
+
+
+def _streaming(body: AsyncIterator[bytes], relay: Any) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type=relay.content_type)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def relay_of(encoder: Any, *, pivot: bool) -> StreamEncoder:
+    """What the relay feeds: a codec's encoder takes pivot documents, the shortcut's events."""
+    relay: StreamEncoder = _DocumentFeed(encoder) if pivot else encoder
+    return relay
+
+
+async def _paced(source: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Any] | None, None]:
+    """Yields `source`'s batches, and None each time STREAM_KEEPALIVE_SECONDS pass without
+    one (the relay then sends a keep-alive: proxies cut idle connections at 60-120 s)."""
+    interval = settings.STREAM_KEEPALIVE_SECONDS
+    if interval <= 0:
+        async for batch in source:
+            yield batch
+        return
+    pending = asyncio.ensure_future(anext(source))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            try:
+                batch = pending.result()
+            except StopAsyncIteration:
+                return
+            yield batch
+            pending = asyncio.ensure_future(anext(source))
+    finally:
+        if not pending.done():
+            pending.cancel()
+
+
+async def stream_relay(
+    ctx: RequestContext, start: StreamStart, *, relay: StreamEncoder, ids_prefix: str | None
+) -> AsyncIterator[bytes]:
+    """Relays a held stream: one client write per upstream read, a keep-alive while upstream
+    is idle; an upstream failure after the first byte ends the stream with the dialect's error
+    event and is reported to the pool; the attempt is counted (success, cut or cancelled by
+    the client) and logged when it ends."""
     credential = ctx.credential
     assert credential is not None
-    relay: StreamEncoder = _DocumentFeed(encoder) if pivot else encoder
     usage: list[tuple[int, int, int] | None] = [None]
     signed: list[tuple[str, str]] = []
 
@@ -84,67 +172,66 @@ def stream_response(
             await signatures_remember(signed, backend=start.backend)
             signed.clear()
 
-    async def body() -> AsyncIterator[bytes]:
-        outcome = "cancelled"
-        try:
-            head = relay_batch(start.head)
-            await signatures_kept()
-            if head:
-                yield head
-            while True:
-                try:
-                    batch = await anext(start.batches)
-                except StopAsyncIteration:
-                    break
-                except InBandError as exc:
-                    outcome = "cut"
-                    await pool.credential_report(
-                        credential=credential,
-                        model=ctx.model,
-                        verdict=exc.verdict,
-                        status=exc.status,
-                        now=clock.now(),
-                    )
-                    yield relay.failure(
-                        UpstreamError(
-                            exc.verdict.message or "Upstream failed during the stream.",
-                            status=exc.status,
-                            google_status=exc.verdict.status or "UNAVAILABLE",
-                        )
-                    )
-                    return
-                chunk = relay_batch(batch)
-                await signatures_kept()
-                if chunk:
-                    yield chunk
-            tail = relay.finish()
-            if tail:
-                yield tail
-            outcome = "ok"
-        except STREAM_ERRORS as exc:
-            outcome = "cut"
-            await pool.credential_report(
-                credential=credential,
-                model=ctx.model,
-                verdict=transport_verdict(exc, credential),
-                status=None,
-                now=clock.now(),
-            )
-            yield relay.failure(
-                UpstreamUnreachable(
-                    "The upstream stream was interrupted before it finished.",
-                    code="upstream_interrupted",
+    outcome = "cancelled"
+    batches = _paced(start.batches)
+    try:
+        head = relay_batch(start.head)
+        await signatures_kept()
+        if head:
+            yield head
+        while True:
+            try:
+                batch = await anext(batches)
+            except StopAsyncIteration:
+                break
+            except InBandError as exc:
+                outcome = "cut"
+                await pool.credential_report(
+                    credential=credential,
+                    model=ctx.model,
+                    verdict=exc.verdict,
+                    status=exc.status,
+                    now=clock.now(),
                 )
+                yield relay.failure(
+                    UpstreamError(
+                        exc.verdict.message or "Upstream failed during the stream.",
+                        status=exc.status,
+                        google_status=exc.verdict.status or "UNAVAILABLE",
+                    )
+                )
+                return
+            if batch is None:
+                yield relay.keepalive()
+                continue
+            chunk = relay_batch(batch)
+            await signatures_kept()
+            if chunk:
+                yield chunk
+        tail = relay.finish()
+        if tail:
+            yield tail
+        outcome = "ok"
+    except STREAM_ERRORS as exc:
+        outcome = "cut"
+        await pool.credential_report(
+            credential=credential,
+            model=ctx.model,
+            verdict=transport_verdict(exc, credential),
+            status=None,
+            now=clock.now(),
+        )
+        yield relay.failure(
+            UpstreamUnreachable(
+                "The upstream stream was interrupted before it finished.",
+                code="upstream_interrupted",
             )
-        finally:
-            await start.response.aclose()
-            ctx.usage = usage[0]
-            # 499: the client closed the connection (nginx's convention).
-            ctx.status = {"ok": 200, "cut": 502}.get(outcome, 499)
-            attempt_count(ctx, credential, success=outcome == "ok", usage=ctx.usage)
-            request_log(ctx)
-
-    response = StreamingHttpResponse(body(), content_type=relay.content_type)
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+        )
+    finally:
+        await batches.aclose()
+        await start.response.aclose()
+        ctx.usage = usage[0]
+        # 499: the client closed the connection (nginx's convention).
+        ctx.status = {"ok": 200, "cut": 502}.get(outcome, 499)
+        attempt_count(ctx, credential, success=outcome == "ok", usage=ctx.usage)
+        request_log(ctx)

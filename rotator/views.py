@@ -216,14 +216,19 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
         raise BadRequest("'stream' must be a boolean.", param="stream")
     client_wants_usage = bool(options and options.get("include_usage"))
     body = {**body, "model": model}
+    # The deprecated `functions` form is translated on every credential, so that it is answered
+    # in its own shape (`function_call`) whichever kind serves it.
+    legacy_functions = body.get("functions") is not None and not body.get("tools")
     return await pipeline.generate(
         ctx,
         codec=openai_chat,
         body=body,
         model=model,
         stream=stream,
-        openai_path="chat/completions",
-        openai_document=openai_chat.passthrough_body(
+        openai_path=None if legacy_functions else "chat/completions",
+        openai_document=None
+        if legacy_functions
+        else openai_chat.passthrough_body(
             body, model=model, stream=stream, client_wants_usage=client_wants_usage
         ),
         client_wants_usage=client_wants_usage,

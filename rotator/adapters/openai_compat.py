@@ -11,7 +11,7 @@ import orjson
 from django.conf import settings
 
 from rotator.adapters.base import Answer, Failure, StreamStart, UpstreamCall
-from rotator.adapters.http import json_call, stream_open
+from rotator.adapters.http import in_band_error_check, json_call, stream_open
 from rotator.classify import Outcome, Verdict, success_body_classify
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
@@ -22,10 +22,18 @@ BACKEND = "gemini_api"
 SSE_DONE = b"[DONE]"
 
 
-def _decode(payload: bytes) -> tuple[bytes, Any]:
-    if payload == SSE_DONE:
-        return payload, None
-    return payload, orjson.loads(payload)
+def _decoder(credential: CredentialView) -> Any:
+    """A decoder for the OpenAI endpoint's stream: (payload, its JSON); an error object in a
+    200 stream is classified like an HTTP error (InBandError)."""
+
+    def decode(payload: bytes) -> tuple[bytes, Any]:
+        if payload == SSE_DONE:
+            return payload, None
+        document = orjson.loads(payload)
+        in_band_error_check(document, payload, credential)
+        return payload, document
+
+    return decode
 
 
 def _event_usage(event: tuple[bytes, Any]) -> tuple[int, int, int] | None:
@@ -98,7 +106,7 @@ class OpenAiCompatAdapter:
                 url=url,
                 headers=headers,
                 content=content,
-                decode=_decode,
+                decode=_decoder(credential),
                 usage_of=_event_usage,
                 backend=BACKEND,
             )

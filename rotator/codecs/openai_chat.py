@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from common.errors import RotatorError
+from common.errors import RotatorError, UpstreamUnreachable
 from common.naming import model_bare
 from rotator.codecs import shared
 from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
@@ -192,9 +192,12 @@ def _messages_translate(messages: Any) -> tuple[list[dict[str, Any]], list[dict[
         else:
             contents.append({"role": gemini_role, "parts": parts})
     if not contents:
+        if system_parts:
+            # Only a system message (some clients send a lone prompt that way): Gemini wants a
+            # user turn, so the instructions become the user's message and are answered.
+            return [], [{"role": "user", "parts": system_parts}]
         raise CodecError(
-            "'messages' must hold at least one user, assistant or tool message with content.",
-            param="messages",
+            "'messages' must hold at least one message with content.", param="messages"
         )
     return system_parts, contents
 
@@ -885,6 +888,7 @@ class ChatStreamTranslator:
         self._usage_full: dict[str, Any] | None = None
         self._choices: dict[int, _ChoiceState] = {}
         self._finished = False
+        self.unfinished = False
 
     def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Return the chunks for one Gemini stream event; records its usage in `usage`."""
@@ -907,12 +911,15 @@ class ChatStreamTranslator:
         return chunks
 
     def finish(self) -> list[dict[str, Any]]:
-        """Return the closing chunks: a finish_reason for any choice Gemini left open (a stream
-        that ends without finishReason ended normally), then the usage chunk if it was asked for.
-        """
+        """Return the closing chunks: a finish_reason for any choice Gemini left open, then the
+        usage chunk if it was asked for. `unfinished` tells whether Gemini ended the stream
+        without any finish reason (the caller must not present that as a normal end)."""
         if self._finished:
             return []
         self._finished = True
+        self.unfinished = not self._choices or any(
+            not state.finished for state in self._choices.values()
+        )
         if not self._choices:
             self._choices[0] = _ChoiceState()
         chunks = [
@@ -1001,7 +1008,11 @@ def request_to_pivot(body: Mapping[str, Any]) -> PivotRequest:
         model=translated.model,
         body=shared.request_fit_for_model(translated.request, model=translated.model),
         stream=translated.stream,
-        state={"include_usage": translated.include_usage},
+        state={
+            "include_usage": translated.include_usage,
+            # The deprecated `functions` form is answered in its own shape (`function_call`).
+            "legacy_functions": body.get("functions") is not None and not body.get("tools"),
+        },
     )
 
 
@@ -1022,12 +1033,25 @@ def passthrough_body(
 
 
 def response_from_pivot(response: Mapping[str, Any], *, meta: ReplyMeta) -> dict[str, Any]:
-    return gemini_response_to_chat(
+    chat = gemini_response_to_chat(
         response,
         model=meta.model,
         completion_id=f"chatcmpl-{meta.request_id}",
         created=meta.created,
     )
+    if meta.state.get("legacy_functions"):
+        for choice in chat["choices"]:
+            _legacy_function_call(choice["message"], choice)
+    return chat
+
+
+def _legacy_function_call(message: dict[str, Any], choice: dict[str, Any]) -> None:
+    """A tool-call answer in the deprecated single-call shape (`functions` requests)."""
+    calls = message.pop("tool_calls", None)
+    if calls:
+        message["function_call"] = calls[0]["function"]
+        if choice.get("finish_reason") == "tool_calls":
+            choice["finish_reason"] = "function_call"
 
 
 def _event(chunk: Mapping[str, Any]) -> bytes:
@@ -1038,6 +1062,7 @@ class StreamEncoder:
     content_type = "text/event-stream"
 
     def __init__(self, *, meta: ReplyMeta) -> None:
+        self.legacy_functions = bool(meta.state.get("legacy_functions"))
         self.translator = ChatStreamTranslator(
             model=meta.model,
             completion_id=f"chatcmpl-{meta.request_id}",
@@ -1046,10 +1071,33 @@ class StreamEncoder:
         )
 
     def feed(self, chunk: Mapping[str, Any]) -> bytes:
-        return b"".join(_event(item) for item in self.translator.feed(chunk))
+        return b"".join(_event(self._shaped(item)) for item in self.translator.feed(chunk))
+
+    def _shaped(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        if self.legacy_functions:
+            for choice in chunk.get("choices", []):
+                delta = choice.get("delta", {})
+                calls = delta.pop("tool_calls", None)
+                if calls:
+                    delta["function_call"] = calls[0]["function"]
+                if choice.get("finish_reason") == "tool_calls":
+                    choice["finish_reason"] = "function_call"
+        return chunk
 
     def finish(self) -> bytes:
-        return b"".join(_event(item) for item in self.translator.finish()) + b"data: [DONE]\n\n"
+        closing_chunks = self.translator.finish()
+        if self.translator.unfinished:
+            closing_chunks = [chunk for chunk in closing_chunks if not chunk["choices"]]
+        closing = b"".join(_event(self._shaped(item)) for item in closing_chunks)
+        if self.translator.unfinished:
+            # Gemini stopped without a finish reason: the answer may be cut short, and gemini-cli
+            # treats it as a failure. Say so instead of a normal "stop" (no [DONE]: the SDK raises).
+            cut = UpstreamUnreachable(
+                "Upstream ended the stream without a finish reason; the answer may be incomplete.",
+                code="upstream_unfinished",
+            )
+            return closing + self.failure(cut)
+        return closing + b"data: [DONE]\n\n"
 
     def failure(self, error: RotatorError) -> bytes:
         # No [DONE] after an error: the openai SDK raises on the error event.
