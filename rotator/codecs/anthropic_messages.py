@@ -41,18 +41,7 @@ _TOOL_CHOICE_MODES = {"auto": "AUTO", "any": "ANY", "none": "NONE"}
 # is beyond Gemini's highest level, so it asks for that.
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
 
-_REFUSAL_REASONS = frozenset(
-    {
-        "SAFETY",
-        "RECITATION",
-        "BLOCKLIST",
-        "PROHIBITED_CONTENT",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "IMAGE_RECITATION",
-    }
-)
+_REFUSAL_REASONS = shared.CONTENT_FILTER_REASONS
 
 # Gemini's context overflow, reworded as Anthropic says it: Claude Code starts compacting the
 # conversation when it reads "prompt is too long".

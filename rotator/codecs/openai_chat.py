@@ -34,15 +34,7 @@ _PART_TYPES_BY_ROLE = {
     "function": frozenset({"text"}),
 }
 
-_IMAGE_MIME_BY_EXTENSION = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "heic": "image/heic",
-    "heif": "image/heif",
-}
+_IMAGE_MIME_BY_EXTENSION = shared.IMAGE_MIME_BY_EXTENSION
 # OpenAI defines wav and mp3; the others are formats Gemini documents as accepted, passed along.
 _AUDIO_MIME_BY_FORMAT = {
     "wav": "audio/wav",

@@ -29,27 +29,8 @@ _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"
 _SUMMARIES = frozenset({"auto", "concise", "detailed"})
 # The one string parameter a custom (freeform) tool is offered to Gemini with.
 _CUSTOM_INPUT = "input"
-_CONTENT_FILTER_REASONS = frozenset(
-    {
-        "SAFETY",
-        "RECITATION",
-        "BLOCKLIST",
-        "PROHIBITED_CONTENT",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "IMAGE_RECITATION",
-    }
-)
-_IMAGE_MIME_BY_EXTENSION = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "heic": "image/heic",
-    "heif": "image/heif",
-}
+_CONTENT_FILTER_REASONS = shared.CONTENT_FILTER_REASONS
+_IMAGE_MIME_BY_EXTENSION = shared.IMAGE_MIME_BY_EXTENSION
 # Options with no Gemini counterpart that change nothing about the answer: accepted, echoed
 # where the Response object has a place for them, otherwise ignored.
 # previous_response_id is resolved before the codec (its items are already in `input`).

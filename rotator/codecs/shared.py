@@ -23,6 +23,32 @@ SIGNATURE_BACKEND_KEY = "rotatorSignatureBackend"
 
 BACKENDS = frozenset({"gemini_api", "code_assist"})
 
+# Gemini finish reasons that mean a filter stopped the answer (each dialect has its own word
+# for it: content_filter, refusal); a prompt blocked outright has promptFeedback.blockReason.
+CONTENT_FILTER_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
+
+# The image types Gemini takes, by file extension (for image URLs that name no type).
+IMAGE_MIME_BY_EXTENSION = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "heic": "image/heic",
+    "heif": "image/heif",
+}
+
 
 def function_declaration(
     *, name: str, description: str | None, schema: Mapping[str, Any] | None, param: str
