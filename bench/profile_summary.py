@@ -7,9 +7,14 @@ stack (self) and anywhere on it (inclusive), so a profile can be quoted in a doc
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:]*)(?::\d+)?\)$")
+
+
+# Frames of this checkout are shown relative to it, wherever it is.
+_REPO = str(Path(__file__).resolve().parent.parent) + "/"
 
 
 def _short(frame: str) -> str:
@@ -17,7 +22,7 @@ def _short(frame: str) -> str:
     if not match:
         return frame
     path = match["file"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", _REPO, "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

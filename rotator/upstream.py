@@ -2,7 +2,8 @@
 
 httpx stays the API; the transport is aiohttp's (httpx-aiohttp) because httpcore's pool
 rescans every pooled connection on each request and slows down as concurrency grows, while
-aiohttp's pool stays flat (measured: docs/performance.md, ../shared/docs/performance-notes.md).
+aiohttp's pool stays flat (measured: docs/performance.md, and the team's performance notes
+kept outside this repository).
 """
 
 import asyncio

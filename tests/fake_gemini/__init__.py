@@ -2,7 +2,7 @@
 
 It serves the native Gemini API (`/v1beta`), Google's OpenAI-compatible endpoint
 (`/v1beta/openai`), Code Assist (`/v1internal`) and the OAuth token endpoint (`/token`), with
-the bodies described in /work/shared/docs/gemini-protocol.md.
+the bodies described in the team's shared notes (gemini-protocol.md, kept outside this repository).
 
     with FakeGemini() as fake:                  # or FakeGemini().start() ... fake.stop()
         settings.GEMINI_UPSTREAM_URL = fake.gemini_url

@@ -3,7 +3,7 @@
 Every builder returns the inner object of `{"error": {...}}`; the caller wraps it in an object or
 (OpenAI-compatible endpoint, streaming methods) a one-element array, and uses `code` as the HTTP
 status. Wording and detail types follow responses quoted in public issue threads; see
-/work/shared/docs/gemini-protocol.md.
+the team's shared notes (gemini-protocol.md, kept outside this repository).
 """
 
 import re
