@@ -246,7 +246,11 @@ async def generate(
         # A model may think for minutes before its first content, and proxies in front cut
         # idle connections: past the interval the 200 goes out with keep-alives, and what the
         # loop ends with (content or an error) follows as the dialect's events.
-        done, _ = await asyncio.wait({pending}, timeout=interval)
+        try:
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+        except asyncio.CancelledError:
+            pending.cancel()  # the client left: asyncio.wait does not cancel what it waits on
+            raise
         if not done:
             placeholder = ReplyMeta(
                 request_id=ctx.request_id, model=model, created=int(time.time()), backend=""

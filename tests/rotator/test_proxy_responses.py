@@ -141,7 +141,7 @@ def test_json_schema_output_asks_gemini_for_json(live, persona, fake_gemini):
     assert json.loads(response.output_text) == {"answer": "fake"}
     config = generate_bodies(fake_gemini)[-1]["generationConfig"]
     assert config["responseMimeType"] == "application/json"
-    assert config["responseSchema"]["properties"] == {"answer": {"type": "string"}}
+    assert config["responseJsonSchema"]["properties"] == {"answer": {"type": "string"}}
 
 
 def test_reasoning_items_are_carried_across_turns_without_a_store(live, persona, fake_gemini):

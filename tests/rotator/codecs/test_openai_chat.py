@@ -980,6 +980,13 @@ def test_a_tool_without_parameters_is_declared_without_parameters() -> None:
     assert request["tools"] == [{"functionDeclarations": [{"name": "now"}]}]
 
 
+def test_a_lone_system_message_becomes_the_user_turn() -> None:
+    body = {"model": MODEL, "messages": [{"role": "system", "content": "Say hi."}]}
+    request = chat_request_to_gemini(body).request
+    assert request["contents"] == [{"role": "user", "parts": [{"text": "Say hi."}]}]
+    assert "systemInstruction" not in request
+
+
 def test_translation_leaves_the_client_body_unchanged() -> None:
     body = body_with(tools=[WEATHER_TOOL], response_format={"type": "json_object"})
     before = json.dumps(body, sort_keys=True)
@@ -1020,11 +1027,6 @@ ERROR_ROWS = [
         {"model": MODEL, "messages": [HI, {"content": "Hi"}]},
         "messages[1].role",
         id="a missing role",
-    ),
-    pytest.param(
-        {"model": MODEL, "messages": [{"role": "system", "content": "Be brief."}]},
-        "messages",
-        id="only system messages",
     ),
     pytest.param(
         {"model": MODEL, "messages": [{"role": "user", "content": 42}]},
