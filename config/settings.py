@@ -231,8 +231,16 @@ UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4096, minimum=1)
 MASTER_API_KEY = env_str("MASTER_API_KEY", "")
 MAX_CREDENTIALS = env_int("MAX_CREDENTIALS", 100, minimum=1)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
+# Request bodies are bounded before Django reads them (config.asgi): MAX_REQUEST_BYTES on every
+# route, MAX_IMPORT_BYTES on the admin's bulk import of credential files, and
+# REQUEST_BODY_TIMEOUT_SECONDS from the headers to the body's last byte (long enough for a
+# 20 MB body on a slow uplink, short enough that idle connections do not pile up).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+MAX_IMPORT_BYTES = env_int("MAX_IMPORT_BYTES", 50 * 1024 * 1024, minimum=1024)
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+IMPORT_PATH = "/admin/accounts/credential/import/"
+# The ASGI limit above decides per route; Django's own check must not refuse an import first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BYTES, MAX_IMPORT_BYTES)
 # Google's answer when a 429 names no delay; its per-minute windows make 60 s the safe guess.
 RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS", 60, minimum=1)
 # Circuit breaker: this many 5xx/timeouts in a row cool a credential down briefly.

@@ -53,6 +53,12 @@ class MethodNotAllowed(RotatorError):
     google_status = "INVALID_ARGUMENT"
 
 
+class RequestTimeout(RotatorError):
+    status = 408
+    openai_type = "invalid_request_error"
+    google_status = "DEADLINE_EXCEEDED"
+
+
 class PayloadTooLarge(RotatorError):
     status = 413
     openai_type = "invalid_request_error"
