@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from accounts.encryption import encryption_key_verify_once
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest, encrypt, mask
 from rotator.models import PoolState
@@ -179,6 +180,7 @@ def credential_add(
     """
     if (api_key is None) == (oauth is None):
         raise ValidationError("Give exactly one of a Gemini API key or an OAuth account.")
+    encryption_key_verify_once(key_id=(settings.ROTATOR_ENCRYPTION_KEY, settings.SECRET_KEY))
     if api_key is not None:
         secret = api_key_secret_validate(api_key)
         kind = Credential.Kind.GEMINI_API_KEY

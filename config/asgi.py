@@ -17,7 +17,7 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from config.boot import settings_load_or_exit
+from config.boot import encryption_key_problem, settings_load_or_exit
 
 settings_load_or_exit()
 
@@ -137,6 +137,12 @@ async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # A server with the wrong key would answer 500 to every call and store new
+            # secrets under it: it does not start (uvicorn logs the line and exits).
+            problem = await asyncio.to_thread(encryption_key_problem)
+            if problem is not None:
+                await send({"type": "lifespan.startup.failed", "message": problem})
+                return
             _collector_settle()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

@@ -61,6 +61,9 @@ if ROTATOR_ENCRYPTION_KEY:
         raise ImproperlyConfigured(
             "ROTATOR_ENCRYPTION_KEY must be a Fernet key (32 bytes, urlsafe base64)"
         ) from None
+# Keys still accepted for reading while `manage.py rotateencryptionkey` moves every secret to
+# ROTATOR_ENCRYPTION_KEY (comma-separated; SECRET_KEY names the key derived from it).
+ROTATOR_PREVIOUS_ENCRYPTION_KEYS = env_list("ROTATOR_PREVIOUS_ENCRYPTION_KEYS", [])
 DEBUG = env_bool("DEBUG", False)
 # A self-hosted gateway is reached by whatever name its operator gives it; clients
 # authenticate with keys in headers, so Host checking adds little by default.

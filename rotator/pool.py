@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.models import ApiKey, Credential
-from accounts.secrets import decrypt, digest
+from accounts.secrets import SecretUnreadable, decrypt, digest, encryption_key_name, is_readable
 from rotator import clock
 from rotator.classify import Outcome, Verdict
 from rotator.errors import (
@@ -97,6 +97,14 @@ class CredentialView:
         if self._secret is None:
             self._secret = decrypt(self.secret_encrypted)
         return self._secret
+
+    def is_readable(self) -> bool:
+        """True when the configured key opens this credential's secrets (decrypting once)."""
+        try:
+            self.secret()
+        except SecretUnreadable:
+            return False
+        return is_readable(self.oauth_client_secret_encrypted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +314,8 @@ async def credential_pick(
     if snapshot is None:
         snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
     backend = state_backend()
-    for _ in range(3):
+    reloads = 0
+    while reloads < 3:
         current_key = snapshot.keys.get(key.digest)
         if current_key is None:
             raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
@@ -338,11 +347,18 @@ async def credential_pick(
             )
         )
         if isinstance(outcome, Stale):
+            reloads += 1
             snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
             continue
         if isinstance(outcome, Picked):
             credential = snapshot.credentials.get(outcome.credential_id)
             if credential is None:  # installed by a newer process than our snapshot
+                reloads += 1
+                snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                continue
+            if not credential.is_readable():
+                # Not counted as a reload: each one leaves the pool for good, so this ends.
+                await orm_call(credential_mark_unreadable)(credential_id=credential.id, now=now)
                 snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
                 continue
             return credential
@@ -543,6 +559,22 @@ def credential_invalidate(
         user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
         pool_invalidate(user_id=user_id)
     logger.warning("credential %s marked invalid: %s", credential_id, message)
+
+
+def credential_mark_unreadable(*, credential_id: int, now: datetime) -> None:
+    """Takes a credential whose secret the configured key cannot open out of its pool (status
+    unreadable) until `rotateencryptionkey` reads it again, instead of failing every request
+    that picks it."""
+    message = f"cannot be decrypted with {encryption_key_name()}"
+    changed = (
+        Credential.objects.filter(id=credential_id)
+        .exclude(status=Credential.Status.UNREADABLE)
+        .update(status=Credential.Status.UNREADABLE, last_error=message, last_error_at=now)
+    )
+    if changed:
+        user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
+        pool_invalidate(user_id=user_id)
+        logger.error("credential %s marked unreadable: %s", credential_id, message)
 
 
 def credential_restore(*, credential_id: int) -> None:

@@ -21,6 +21,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from redis.exceptions import RedisError
 
+from accounts.encryption import encryption_health
 from rotator import clock, forward, pool
 from rotator.errors import (
     BadRequest,
@@ -318,7 +319,7 @@ def _health() -> dict[str, str]:
     from django.core.cache import cache
     from django.db import connection
 
-    report = {"database": "ok", "cache": "ok", "state": "ok"}
+    report = {"database": "ok", "cache": "ok", "state": "ok", "encryption": "ok"}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -334,6 +335,7 @@ def _health() -> dict[str, str]:
         state_backend().ping()
     except Exception as exc:
         report["state"] = f"error: {type(exc).__name__}"
+    report["encryption"] = encryption_health()
     return report
 
 
