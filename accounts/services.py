@@ -25,7 +25,14 @@ from accounts.secrets import digest, encrypt, mask
 from rotator.models import PoolState
 
 API_KEY_PATTERN = re.compile(r"[A-Za-z0-9._\-]{20,200}")
-OUR_KEY_PATTERN = re.compile(r"\S{8,200}")
+# 24 characters: a chosen key (or the master key) short enough to guess was accepted before;
+# Rotator's own keys are 46. The same rule is MASTER_API_KEY's (config.settings).
+OUR_KEY_MIN_CHARS = 24
+OUR_KEY_PATTERN = re.compile(rf"\S{{{OUR_KEY_MIN_CHARS},200}}")
+OUR_KEY_RULE = (
+    f"An API key is {OUR_KEY_MIN_CHARS} to 200 characters without spaces "
+    "(shorter ones can be guessed)."
+)
 
 
 # ------------------------------------------------------------------------------ API keys
@@ -50,7 +57,7 @@ def api_key_create(
         secret = "rk-" + secrets.token_urlsafe(32)
     secret = secret.strip()
     if not OUR_KEY_PATTERN.fullmatch(secret):
-        raise ValidationError("An API key is 8 to 200 characters without spaces.")
+        raise ValidationError(OUR_KEY_RULE)
     key_digest = digest(secret)
     if ApiKey.objects.filter(digest=key_digest).exists():
         raise ValidationError("That API key is already registered.")

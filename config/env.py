@@ -26,6 +26,17 @@ def env_str(name: str, default: str | object = _MISSING) -> str:
     return value if value is not None else str(default)
 
 
+def env_secret(name: str, *, min_chars: int) -> str:
+    """A secret that may be unset (""), but is at least `min_chars` long when set."""
+    value = env_str(name, "").strip()
+    if value and len(value) < min_chars:
+        raise ImproperlyConfigured(
+            f"{name} must be at least {min_chars} characters (shorter ones can be guessed), "
+            f"got {len(value)}"
+        )
+    return value
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = _raw(name, default)
     if value is None:

@@ -19,6 +19,7 @@ from config.env import (
     env_float,
     env_int,
     env_list,
+    env_secret,
     env_str,
     env_time,
     env_url,
@@ -92,6 +93,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.static.StaticFilesMiddleware",
+    # Before the session and CSRF work: a throttled address costs one lookup.
+    "rotator.throttle.SigninThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -231,7 +234,11 @@ UPSTREAM_READ_TIMEOUT_SECONDS = env_float("UPSTREAM_READ_TIMEOUT_SECONDS", 300.0
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4096, minimum=1)
 
 # --- Gateway behaviour.
-MASTER_API_KEY = env_str("MASTER_API_KEY", "")
+# As long as a chosen API key must be (accounts.services.OUR_KEY_MIN_CHARS).
+MASTER_API_KEY = env_secret("MASTER_API_KEY", min_chars=24)
+# Failed sign-ins (API keys, the master key, /stat, the admin) allowed per client address per
+# minute before it gets 429 for the rest of the minute (rotator.throttle).
+SIGNIN_FAILURES_PER_MINUTE = env_int("SIGNIN_FAILURES_PER_MINUTE", 20, minimum=1)
 MAX_CREDENTIALS = env_int("MAX_CREDENTIALS", 100, minimum=1)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
 # Request bodies are bounded before Django reads them (config.asgi): MAX_REQUEST_BYTES on every

@@ -21,6 +21,7 @@ from accounts.secrets import decrypt, encrypt
 from rotator import clock
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
 from rotator.orm import orm_call, orm_call_slow
+from rotator.redact import secrets_register
 from rotator.upstream import TRANSPORT_ERRORS, upstream_client
 
 logger = logging.getLogger("rotator.oauth")
@@ -104,6 +105,7 @@ def _remember(credential_id: int, result: tuple[str, datetime] | Verdict) -> str
         _tokens.pop(credential_id, None)
         return result
     _tokens[credential_id] = result
+    secrets_register(owner=("oauth_access_token", credential_id), secrets=(result[0],))
     return result[0]
 
 

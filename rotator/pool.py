@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.models import ApiKey, Credential
-from accounts.secrets import SecretUnreadable, decrypt, digest, encryption_key_name, is_readable
+from accounts.secrets import SecretUnreadable, decrypt, digest, encryption_key_name
 from rotator import clock
 from rotator.classify import Outcome, Verdict
 from rotator.errors import (
@@ -30,6 +31,7 @@ from rotator.errors import (
 )
 from rotator.models import Mark, PoolState, UpstreamErrorLog
 from rotator.orm import orm_call
+from rotator.redact import secrets_register
 from rotator.selection import NonePicked, Picked, Strategy, first_in_line
 from rotator.state import (
     KeyLimited,
@@ -96,15 +98,36 @@ class CredentialView:
     def secret(self) -> str:
         if self._secret is None:
             self._secret = decrypt(self.secret_encrypted)
+            if self.is_oauth:
+                secrets_register(
+                    owner=("oauth_account", self.id), secrets=oauth_document_secrets(self._secret)
+                )
         return self._secret
 
     def is_readable(self) -> bool:
-        """True when the configured key opens this credential's secrets (decrypting once)."""
+        """True when the configured key opens this credential's secrets (decrypting once);
+        an OAuth account's tokens and client secret are registered for redaction then."""
         try:
             self.secret()
+            if self.oauth_client_secret_encrypted:
+                client_secret = decrypt(self.oauth_client_secret_encrypted)
+                secrets_register(owner=("oauth_client", self.id), secrets=(client_secret,))
         except SecretUnreadable:
             return False
-        return is_readable(self.oauth_client_secret_encrypted)
+        return True
+
+
+def oauth_document_secrets(document: str) -> tuple[str, ...]:
+    """The secrets inside a stored OAuth account (the Gemini CLI's oauth_creds.json): its
+    refresh and access tokens and any client secret; none when it is not such a document."""
+    try:
+        account = orjson.loads(document)
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(account, dict):
+        return ()
+    fields = ("refresh_token", "access_token", "client_secret", "id_token")
+    return tuple(str(account[name]) for name in fields if isinstance(account.get(name), str))
 
 
 @dataclass(frozen=True, slots=True)

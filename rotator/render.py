@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import orjson
 from django.http import HttpResponse
 
-from rotator.errors import RotatorError
+from rotator.errors import MethodNotAllowed, RotatorError
 
 
 def openai_error_response(exc: RotatorError) -> HttpResponse:
@@ -30,6 +30,8 @@ def _response(exc: RotatorError, body: Mapping[str, object]) -> HttpResponse:
     response = HttpResponse(orjson.dumps(body), status=exc.status, content_type="application/json")
     if exc.retry_after_seconds is not None:
         response["Retry-After"] = str(exc.retry_after_seconds)
+    if isinstance(exc, MethodNotAllowed):
+        response["Allow"] = ", ".join(exc.allow)
     return response
 
 

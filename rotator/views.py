@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from redis.exceptions import RedisError
 
 from accounts.encryption import encryption_health
-from rotator import clock, forward, pool
+from rotator import clock, forward, pool, throttle
 from rotator.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -32,9 +32,11 @@ from rotator.errors import (
     StateUnavailable,
 )
 from rotator.forward import RequestContext
+from rotator.methods import head_strip, method_check, read_only
 from rotator.orm import orm_call
 from rotator.render import error_response
 from rotator.state import state_backend
+from rotator.validate import chat_request_check
 
 logger = logging.getLogger("rotator.request")
 
@@ -83,12 +85,9 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
             request_id = given_id if REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex
             if request.method == "OPTIONS":
                 return _preflight(request)
+            head = False
             try:
-                if request.method not in methods:
-                    raise MethodNotAllowed(
-                        f"Method {request.method} is not allowed here; use {', '.join(methods)}.",
-                        code="method_not_allowed",
-                    )
+                head = method_check(request, methods=methods)
                 response = await view(request, request_id=request_id, **kwargs)
             except (DatabaseError, RedisError) as exc:
                 # Rotator's own storage is down: a clear, retryable answer, not a 500.
@@ -120,7 +119,7 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
             response["X-Request-ID"] = request_id
             response["X-Rotator-Overhead-Ms"] = f"{overhead:.2f}"
             _cors(response, request)
-            return response
+            return head_strip(response) if head else response
 
         endpoint.csrf_exempt = True  # type: ignore[attr-defined]
         return endpoint
@@ -137,7 +136,9 @@ def presented_key(request: HttpRequest) -> str | None:
 
 
 async def _context(request: HttpRequest, *, dialect: str, request_id: str) -> RequestContext:
-    key = await pool.api_key_authenticate(presented=presented_key(request), now=clock.now())
+    key = await throttle.api_key_authenticate_throttled(
+        presented=presented_key(request), address=throttle.client_address(request), now=clock.now()
+    )
     ctx = RequestContext(request_id=request_id, dialect=dialect, key=key)
     request.rotator_ctx = ctx  # type: ignore[attr-defined]
     return ctx
@@ -194,6 +195,7 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
+    chat_request_check(body)
     ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     return await forward.chat_completions(ctx, {**body, "model": model})
@@ -267,7 +269,9 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
     model = _model_name(model_part, param=None)
     if request.method == "GET":
         if method:
-            raise MethodNotAllowed(f"Use POST for :{method}.", code="method_not_allowed")
+            raise MethodNotAllowed(
+                f"Use POST for :{method}.", code="method_not_allowed", allow=("POST", "OPTIONS")
+            )
         for native in await forward.models_list(ctx):
             if str(native.get("name", "")).removeprefix("models/") == model:
                 return HttpResponse(orjson.dumps(native), content_type="application/json")
@@ -339,6 +343,7 @@ def _health() -> dict[str, str]:
     return report
 
 
+@read_only
 async def healthz(request: HttpRequest) -> HttpResponse:
     report = await orm_call(_health)()
     healthy = all(value == "ok" for value in report.values())
