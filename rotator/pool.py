@@ -41,6 +41,7 @@ from rotator.state import (
     now_ms_of,
     state_backend,
 )
+from stats.metrics import models_known_add
 
 logger = logging.getLogger("rotator.pool")
 
@@ -779,4 +780,5 @@ async def models_for_pool(
             "Could not list models from upstream.", code="upstream_unreachable"
         )
     _models[key.user_id] = (time.monotonic() + settings.MODELS_CACHE_SECONDS, models)
+    models_known_add(str(model.get("name", "")) for model in models)
     return models

@@ -196,8 +196,9 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
     chat_request_check(body)
-    ctx.model = model
+    # Recorded only once allowed: a refused name must not become a usage row or a label.
     pool.model_check(key=ctx.key, model=model)
+    ctx.model = model
     return await forward.chat_completions(ctx, {**body, "model": model})
 
 
@@ -208,8 +209,8 @@ async def embeddings(request: HttpRequest, *, request_id: str) -> HttpResponseBa
     model = _model_name(body.get("model"), param="model")
     if "input" not in body:
         raise BadRequest("'input' is required.", param="input")
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
+    ctx.model = model
     return await forward.embeddings(ctx, {**body, "model": model})
 
 
@@ -280,8 +281,8 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
         supported = ", ".join(sorted(forward.SUPPORTED_METHODS))
         raise NotFound(f"Unknown method '{method}'. Supported: {supported}.", code="unknown_method")
     body = _json_body(request)
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
+    ctx.model = model
     return await forward.gemini_call(
         ctx, model=model, method=method, body=body, sse=request.GET.get("alt") == "sse"
     )
