@@ -102,6 +102,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_list_required(name: str) -> list[str]:
+    """A comma-separated list that must name at least one item."""
+    items = env_list(name, [])
+    if not items:
+        raise ImproperlyConfigured(f"{name} is required but not set (a comma-separated list)")
+    return items
+
+
+def proxy_ssl_header(name: str, default: str) -> tuple[str, str] | None:
+    """Django's SECURE_PROXY_SSL_HEADER from a header name ("X-Forwarded-Proto"), which the
+    proxy sets to "https"; None when empty (no proxy, or TLS served by Rotator itself)."""
+    header = os.environ.get(name, default).strip()
+    if not header:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        raise ImproperlyConfigured(f"{name} must be a header name like X-Forwarded-Proto")
+    return "HTTP_" + header.upper().replace("-", "_"), "https"
+
+
 def database_from_url(name: str, url: str) -> dict[str, object]:
     """Django DATABASES entry for a postgres:// or sqlite:/// URL."""
     parts = urlsplit(url)

@@ -5,6 +5,7 @@ local-memory cache, shared state in the database, and no broker. DATABASE_URL an
 switch to the production profile.
 """
 
+import contextlib
 import os
 import secrets
 import sys
@@ -19,16 +20,26 @@ from config.env import (
     env_float,
     env_int,
     env_list,
+    env_list_required,
     env_secret,
     env_str,
     env_time,
     env_url,
+    proxy_ssl_header,
 )
 
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ROTATOR_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def file_private_create(path: Path) -> None:
+    """Creates `path` empty with mode 0600 unless it exists: readable by this user only from
+    the first byte, where a chmod after writing would leave a window (and the umask's 0644
+    for SQLite's own files, which take the database file's mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _secret_key() -> str:
@@ -42,9 +53,9 @@ def _secret_key() -> str:
         return configured
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        file_private_create(path)
         path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -66,10 +77,43 @@ if ROTATOR_ENCRYPTION_KEY:
 # ROTATOR_ENCRYPTION_KEY (comma-separated; SECRET_KEY names the key derived from it).
 ROTATOR_PREVIOUS_ENCRYPTION_KEYS = env_list("ROTATOR_PREVIOUS_ENCRYPTION_KEYS", [])
 DEBUG = env_bool("DEBUG", False)
-# A self-hosted gateway is reached by whatever name its operator gives it; clients
-# authenticate with keys in headers, so Host checking adds little by default.
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+TESTING = "pytest" in sys.modules
+# The production profile: an operator chose the database (and usually Redis).
+PRODUCTION = bool(env_str("DATABASE_URL", ""))
+# The Host header is reflected into absolute URLs (admin links, redirects), so a deployment
+# names its hosts. The embedded default serves loopback (scripts/serve) under any name; so do
+# the tests, which run on PostgreSQL too.
+ALLOWED_HOSTS = (
+    env_list_required("ALLOWED_HOSTS")
+    if PRODUCTION and not TESTING
+    else env_list("ALLOWED_HOSTS", ["*"])
+)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS. A deployment is reached over HTTPS (TLS at the reverse proxy, docs/security.md),
+# so outside DEBUG and the embedded default cookies are Secure, browsers are told to stay on
+# HTTPS (HSTS) and plain-HTTP pages redirect. The proxy says a request came over HTTPS in
+# X-Forwarded-Proto; it must set that header itself, never pass the client's.
+HTTPS = env_bool("HTTPS", PRODUCTION and not DEBUG and not TESTING)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# One year, what browsers' preload lists ask for; 0 turns HSTS off.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+# Off by default: Rotator's host cannot speak for its sibling subdomains (silenced in
+# SILENCED_SYSTEM_CHECKS below for that reason).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(
+    "SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto" if HTTPS else ""
+)
+SILENCED_SYSTEM_CHECKS = [
+    # security.W005 (HSTS without includeSubDomains) and W021 (without preload): both bind
+    # every subdomain of the operator's domain, which a gateway on one name cannot decide;
+    # SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_PRELOAD turn them on.
+    "security.W005",
+    "security.W021",
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -136,8 +180,11 @@ DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     env_url("DATABASE_URL", schemes=("postgres", "postgresql", "sqlite"))
     DATABASES = {"default": database_from_url("DATABASE_URL", DATABASE_URL)}
+    if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
+        file_private_create(Path(str(DATABASES["default"]["NAME"])))
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    file_private_create(VAR_DIR / "db.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -373,5 +420,3 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
-
-TESTING = "pytest" in sys.modules

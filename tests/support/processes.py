@@ -58,6 +58,10 @@ class Rotator:
             "OAUTH_TOKEN_URL": fake_gemini.oauth_token_url,
             "USAGE_FLUSH_SECONDS": "0.5",
             "LOG_LEVEL": "WARNING",
+            # A deployment names its hosts and sits behind HTTPS; these talk plain HTTP on
+            # loopback (tests/config/test_deploy.py runs one the way a deployment does).
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HTTPS": "false",
         }
         if settings.REDIS_URL:
             environment["REDIS_URL"] = settings.REDIS_URL
