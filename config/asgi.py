@@ -19,7 +19,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.boot import encryption_key_problem, settings_load_or_exit
 
-settings_load_or_exit()
+settings_load_or_exit(serving=True)
 
 from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402

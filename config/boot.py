@@ -3,12 +3,19 @@
 import sys
 
 
-def settings_load_or_exit() -> None:
+def settings_load_or_exit(*, serving: bool = False) -> None:
+    """Loads the settings; `serving` (the ASGI entry point) also requires what only a web
+    server needs: ALLOWED_HOSTS."""
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
 
     try:
         settings.INSTALLED_APPS  # noqa: B018  (forces the settings module to load)
+        if serving and not settings.ALLOWED_HOSTS:
+            raise ImproperlyConfigured(
+                "ALLOWED_HOSTS is required but not set: the comma-separated host names "
+                "this server answers to"
+            )
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"rotator: configuration error: {exc}\n")
         raise SystemExit(2) from None

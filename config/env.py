@@ -102,14 +102,6 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_list_required(name: str) -> list[str]:
-    """A comma-separated list that must name at least one item."""
-    items = env_list(name, [])
-    if not items:
-        raise ImproperlyConfigured(f"{name} is required but not set (a comma-separated list)")
-    return items
-
-
 def proxy_ssl_header(name: str, default: str) -> tuple[str, str] | None:
     """Django's SECURE_PROXY_SSL_HEADER from a header name ("X-Forwarded-Proto"), which the
     proxy sets to "https"; None when empty (no proxy, or TLS served by Rotator itself)."""

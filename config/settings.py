@@ -20,7 +20,6 @@ from config.env import (
     env_float,
     env_int,
     env_list,
-    env_list_required,
     env_secret,
     env_str,
     env_time,
@@ -81,13 +80,10 @@ TESTING = "pytest" in sys.modules
 # The production profile: an operator chose the database (and usually Redis).
 PRODUCTION = bool(env_str("DATABASE_URL", ""))
 # The Host header is reflected into absolute URLs (admin links, redirects), so a deployment
-# names its hosts. The embedded default serves loopback (scripts/serve) under any name; so do
-# the tests, which run on PostgreSQL too.
-ALLOWED_HOSTS = (
-    env_list_required("ALLOWED_HOSTS")
-    if PRODUCTION and not TESTING
-    else env_list("ALLOWED_HOSTS", ["*"])
-)
+# names its hosts: the server does not start without them (config.boot); commands and Celery
+# serve no HTTP and do not need them. The embedded default serves loopback (scripts/serve)
+# under any name; so do the tests, which run on PostgreSQL too.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION and not TESTING else ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # --- HTTPS. A deployment is reached over HTTPS (TLS at the reverse proxy, docs/security.md),
