@@ -208,7 +208,6 @@ async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any
     received = 0
     body_complete = False
     refusal: RotatorError | None = None
-    response_started = False
 
     async def limited_receive() -> Any:
         nonlocal received, body_complete, refusal
@@ -217,7 +216,9 @@ async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any
             # a stream lasts: no deadline then.
             return await receive()
         try:
-            message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
+            # timeout_at, not wait_for: no task per message on the request path.
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
         except TimeoutError:
             refusal = RequestTimeout(
                 "The request body did not arrive in time.", code="request_timeout"
@@ -231,14 +232,10 @@ async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any
             body_complete = not message.get("more_body", False)
         return message
 
-    async def watched_send(message: Any) -> None:
-        nonlocal response_started
-        response_started = True
-        await send(message)
-
-    await app(scope, limited_receive, watched_send)
-    # Django returns without answering when reading the body was aborted.
-    if refusal is not None and not response_started:
+    await app(scope, limited_receive, send)
+    # Django reads the whole body before it answers, and returns without answering when that
+    # was aborted: nothing has been sent yet.
+    if refusal is not None:
         await _refusal_send(send, path=path, exc=refusal)
 
 
