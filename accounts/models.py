@@ -80,6 +80,9 @@ class Credential(models.Model):
         # Disabled by Google (Terms of Service, account suspended): the hourly re-check leaves
         # these alone; only an operator can bring one back.
         SUSPENDED = "suspended", "Suspended by Google"
+        # Its secret cannot be decrypted with the configured key (a mixed table after a key
+        # change): left out of the pool until `rotateencryptionkey` reads it again.
+        UNREADABLE = "unreadable", "Unreadable (wrong encryption key)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials"
@@ -138,3 +141,19 @@ class Credential(models.Model):
 
     def secret(self) -> str:
         return decrypt(self.secret_encrypted)
+
+
+class EncryptionCanary(models.Model):
+    """A known text encrypted under the key in use when the first secret was stored.
+
+    Checked at start-up and by /healthz: a server started with another key refuses to run
+    instead of answering 500 to every call and writing new secrets under the wrong key.
+    """
+
+    PLAINTEXT = "rotator encryption canary"
+
+    token = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"encryption canary of {self.created_at:%Y-%m-%d}"

@@ -18,12 +18,20 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from accounts.encryption import encryption_key_verify_once
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest, encrypt, mask
 from common.naming import model_bare
 
 API_KEY_PATTERN = re.compile(r"[A-Za-z0-9._\-]{20,200}")
-OUR_KEY_PATTERN = re.compile(r"\S{8,200}")
+# 24 characters: a chosen key (or the master key) short enough to guess was accepted before;
+# Rotator's own keys are 46. The same rule is MASTER_API_KEY's (config.settings).
+OUR_KEY_MIN_CHARS = 24
+OUR_KEY_PATTERN = re.compile(rf"\S{{{OUR_KEY_MIN_CHARS},200}}")
+OUR_KEY_RULE = (
+    f"An API key is {OUR_KEY_MIN_CHARS} to 200 characters without spaces "
+    "(shorter ones can be guessed)."
+)
 
 
 # ------------------------------------------------------------------------------ API keys
@@ -48,7 +56,7 @@ def api_key_create(
         secret = "rk-" + secrets.token_urlsafe(32)
     secret = secret.strip()
     if not OUR_KEY_PATTERN.fullmatch(secret):
-        raise ValidationError("An API key is 8 to 200 characters without spaces.")
+        raise ValidationError(OUR_KEY_RULE)
     key_digest = digest(secret)
     if ApiKey.objects.filter(digest=key_digest).exists():
         raise ValidationError("That API key is already registered.")
@@ -201,6 +209,7 @@ def credential_add(
     """
     if (api_key is None) == (oauth is None):
         raise ValidationError("Give exactly one of a Gemini API key or an OAuth account.")
+    encryption_key_verify_once(key_id=(settings.ROTATOR_ENCRYPTION_KEY, settings.SECRET_KEY))
     if api_key is not None:
         secret = api_key_secret_validate(api_key)
         kind = Credential.Kind.GEMINI_API_KEY

@@ -116,9 +116,9 @@ class RotatorKeyField(serializers.CharField):
     """A Rotator API key secret (what clients send); write-only."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.update(write_only=True, min_length=8, max_length=200)
+        kwargs.update(write_only=True, min_length=24, max_length=200)
         kwargs.setdefault("validators", []).append(
-            RegexValidator(r"^\S+$", "An API key is 8 to 200 characters without spaces.")
+            RegexValidator(r"^\S+$", "An API key is 24 to 200 characters without spaces.")
         )
         super().__init__(**kwargs)
 

@@ -52,6 +52,17 @@ class MethodNotAllowed(RotatorError):
     openai_type = "invalid_request_error"
     google_status = "INVALID_ARGUMENT"
 
+    def __init__(self, message: str, *, allow: tuple[str, ...], code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        # The methods the route answers: HTTP requires them in a 405's Allow header.
+        self.allow = allow
+
+
+class RequestTimeout(RotatorError):
+    status = 408
+    openai_type = "invalid_request_error"
+    google_status = "DEADLINE_EXCEEDED"
+
 
 class PayloadTooLarge(RotatorError):
     status = 413

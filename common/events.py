@@ -45,7 +45,12 @@ class RequestListener(Protocol):
     def __call__(self, event: RequestAnswered) -> None: ...
 
 
+class CatalogListener(Protocol):
+    def __call__(self, models: list[str]) -> None: ...
+
+
 _usage_listeners: list[UsageListener] = []
+_catalog_listeners: list[CatalogListener] = []
 _request_listeners: list[RequestListener] = []
 
 
@@ -69,3 +74,14 @@ def usage_emit(event: UsageEvent, *, at: datetime) -> None:
 def request_emit(event: RequestAnswered) -> None:
     for listener in _request_listeners:
         listener(event)
+
+
+def catalog_listen(listener: CatalogListener) -> None:
+    """Subscribes `listener` to the model ids of every catalogue upstream lists (idempotent)."""
+    if listener not in _catalog_listeners:
+        _catalog_listeners.append(listener)
+
+
+def catalog_emit(models: list[str]) -> None:
+    for listener in _catalog_listeners:
+        listener(models)

@@ -2,7 +2,7 @@
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 _ELLIPSIS = "…"
 
@@ -47,10 +47,32 @@ def secret_mask(secret: str) -> str:
     return _ELLIPSIS + secret[len(secret) - shown :]
 
 
+# Secrets this process holds whose shape nobody can recognise (an OAuth account's refresh and
+# access tokens, its client secret), by owner: masked in every text, whoever redacts it. An
+# owner's new secrets replace its old ones, so the registry stays as small as the pool.
+_registered: dict[Hashable, tuple[str, ...]] = {}
+
+
+def secrets_register(*, owner: Hashable, secrets: Iterable[str]) -> None:
+    """Makes `secret_redact` mask `secrets` everywhere from now on, in place of what `owner`
+    registered before."""
+    _registered[owner] = tuple(secret for secret in secrets if secret)
+
+
+def secrets_forget() -> None:
+    """Drops every registered secret (tests: each starts from an empty process)."""
+    _registered.clear()
+
+
 def secret_redact(text: str, *, secrets: Iterable[str] = ()) -> str:
-    """Returns `text` with every occurrence of each given secret (those of 8 characters or
-    more) and everything that looks like a Google credential replaced by its mask."""
-    given = tuple({secret for secret in secrets if len(secret) >= _SECRET_MIN_CHARS})
+    """Returns `text` with every occurrence of each given or registered secret (those of 8
+    characters or more) and everything that looks like a Google credential replaced by its
+    mask."""
+    # list() copies in one step under the GIL: other threads may register meanwhile.
+    registered = [secret for owned in list(_registered.values()) for secret in owned]
+    given = tuple(
+        {secret for secret in (*secrets, *registered) if len(secret) >= _SECRET_MIN_CHARS}
+    )
     text = _given_secrets_mask(text, secrets=given)
     text = _CREDENTIAL.sub(_credential_mask, text)
     # A mask shows a few characters of the text around it, and a caller's secret may contain

@@ -2,10 +2,12 @@
 
 Two Django handlers behind one path router: the proxy routes run without middleware (every
 Django middleware costs a thread hop per request under ASGI), everything else gets the full
-browser chain. The router also answers the ASGI lifespan, which Django does not, to flush
-usage counters on a graceful stop.
+browser chain. In front of both, a request body limit (size and time) applies to every route,
+before Django reads a byte. The router also answers the ASGI lifespan, which Django does not,
+to flush usage counters on a graceful stop.
 """
 
+import asyncio
 import contextvars
 import gc
 import logging
@@ -15,16 +17,19 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from config.boot import settings_load_or_exit
+from config.boot import encryption_key_problem, settings_load_or_exit
 
-settings_load_or_exit()
+settings_load_or_exit(serving=True)
 
 from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
+from common.errors import PayloadTooLarge, RequestTimeout, RotatorError  # noqa: E402
 from common.redact import SecretRedactFilter  # noqa: E402
+from rotator.render import error_response  # noqa: E402
 
 browser_application = get_asgi_application()
 
@@ -132,6 +137,12 @@ async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # A server with the wrong key would answer 500 to every call and store new
+            # secrets under it: it does not start (uvicorn logs the line and exits).
+            problem = await asyncio.to_thread(encryption_key_problem)
+            if problem is not None:
+                await send({"type": "lifespan.startup.failed", "message": problem})
+                return
             _collector_settle()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
@@ -143,13 +154,102 @@ async def _lifespan(receive: Any, send: Any) -> None:
             return
 
 
+def request_body_limit_bytes(path: str) -> int:
+    """The most bytes a request body to `path` may have: MAX_IMPORT_BYTES for the admin's
+    bulk import (files of credentials), MAX_REQUEST_BYTES everywhere else."""
+    from django.conf import settings
+
+    if path == settings.IMPORT_PATH:
+        return int(settings.MAX_IMPORT_BYTES)
+    return int(settings.MAX_REQUEST_BYTES)
+
+
+def _declared_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refusal_send(send: Any, *, path: str, exc: RotatorError) -> None:
+    """Sends `exc` as a complete response in the route's dialect, closing the connection:
+    the rest of the body is never read, so it cannot be reused."""
+    response = error_response(
+        exc, dialect="gemini_native" if path.startswith("/v1beta") else "openai_chat"
+    )
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})
+
+
+async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Runs `app` with the request body bounded in size and in time.
+
+    Django's handler spools the whole body to a temporary file before any view runs, so a
+    view's own check comes too late: a declared Content-Length over the limit is refused
+    with 413 before anything is read, a chunked body is cut off the moment it passes the
+    limit, and a body that has not fully arrived REQUEST_BODY_TIMEOUT_SECONDS after the
+    headers is refused with 408 (a client announcing 30 MB and sending nothing would hold the
+    connection forever). Bounding the headers themselves is the reverse proxy's job: an ASGI
+    application is only called once they are complete (docs/security.md).
+    """
+    from django.conf import settings
+
+    path = scope["path"]
+    limit = request_body_limit_bytes(path)
+    too_large = PayloadTooLarge(f"Request body is larger than {limit} bytes.", code="too_large")
+    declared = _declared_length(scope)
+    if declared is not None and declared > limit:
+        await _refusal_send(send, path=path, exc=too_large)
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + float(settings.REQUEST_BODY_TIMEOUT_SECONDS)
+    received = 0
+    body_complete = False
+    refusal: RotatorError | None = None
+
+    async def limited_receive() -> Any:
+        nonlocal received, body_complete, refusal
+        if body_complete:
+            # After the body only http.disconnect comes, which Django awaits for as long as
+            # a stream lasts: no deadline then.
+            return await receive()
+        try:
+            # timeout_at, not wait_for: no task per message on the request path.
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            refusal = RequestTimeout(
+                "The request body did not arrive in time.", code="request_timeout"
+            )
+            raise RequestAborted() from None
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                refusal = too_large
+                raise RequestAborted()
+            body_complete = not message.get("more_body", False)
+        return message
+
+    await app(scope, limited_receive, send)
+    # Django reads the whole body before it answers, and returns without answering when that
+    # was aborted: nothing has been sent yet.
+    if refusal is not None:
+        await _refusal_send(send, path=path, exc=refusal)
+
+
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
     from django.conf import settings
 
-    if scope["type"] == "http" and scope["path"].startswith(settings.PROXY_PATH_PREFIXES):
-        await proxy_application(scope, receive, send)
-    else:
+    if scope["type"] != "http":
         await browser_application(scope, receive, send)
+    elif scope["path"].startswith(settings.PROXY_PATH_PREFIXES):
+        await _body_limited(proxy_application, scope, receive, send)
+    else:
+        await _body_limited(browser_application, scope, receive, send)

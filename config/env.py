@@ -26,6 +26,17 @@ def env_str(name: str, default: str | object = _MISSING) -> str:
     return value if value is not None else str(default)
 
 
+def env_secret(name: str, *, min_chars: int) -> str:
+    """A secret that may be unset (""), but is at least `min_chars` long when set."""
+    value = env_str(name, "").strip()
+    if value and len(value) < min_chars:
+        raise ImproperlyConfigured(
+            f"{name} must be at least {min_chars} characters (shorter ones can be guessed), "
+            f"got {len(value)}"
+        )
+    return value
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = _raw(name, default)
     if value is None:
@@ -89,6 +100,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def proxy_ssl_header(name: str, default: str) -> tuple[str, str] | None:
+    """Django's SECURE_PROXY_SSL_HEADER from a header name ("X-Forwarded-Proto"), which the
+    proxy sets to "https"; None when empty (no proxy, or TLS served by Rotator itself)."""
+    header = os.environ.get(name, default).strip()
+    if not header:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        raise ImproperlyConfigured(f"{name} must be a header name like X-Forwarded-Proto")
+    return "HTTP_" + header.upper().replace("-", "_"), "https"
 
 
 def database_from_url(name: str, url: str) -> dict[str, object]:

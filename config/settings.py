@@ -5,6 +5,7 @@ local-memory cache, shared state in the database, and no broker. DATABASE_URL an
 switch to the production profile.
 """
 
+import contextlib
 import os
 import secrets
 import sys
@@ -20,15 +21,25 @@ from config.env import (
     env_float,
     env_int,
     env_list,
+    env_secret,
     env_str,
     env_time,
     env_url,
+    proxy_ssl_header,
 )
 
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ROTATOR_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def file_private_create(path: Path) -> None:
+    """Creates `path` empty with mode 0600 unless it exists: readable by this user only from
+    the first byte, where a chmod after writing would leave a window (and the umask's 0644
+    for SQLite's own files, which take the database file's mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _secret_key() -> str:
@@ -42,9 +53,9 @@ def _secret_key() -> str:
         return configured
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        file_private_create(path)
         path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -62,11 +73,44 @@ if ROTATOR_ENCRYPTION_KEY:
         raise ImproperlyConfigured(
             "ROTATOR_ENCRYPTION_KEY must be a Fernet key (32 bytes, urlsafe base64)"
         ) from None
+# Keys still accepted for reading while `manage.py rotateencryptionkey` moves every secret to
+# ROTATOR_ENCRYPTION_KEY (comma-separated; SECRET_KEY names the key derived from it).
+ROTATOR_PREVIOUS_ENCRYPTION_KEYS = env_list("ROTATOR_PREVIOUS_ENCRYPTION_KEYS", [])
 DEBUG = env_bool("DEBUG", False)
-# A self-hosted gateway is reached by whatever name its operator gives it; clients
-# authenticate with keys in headers, so Host checking adds little by default.
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+TESTING = "pytest" in sys.modules
+# The production profile: an operator chose the database (and usually Redis).
+PRODUCTION = bool(env_str("DATABASE_URL", ""))
+# The Host header is reflected into absolute URLs (admin links, redirects), so a deployment
+# names its hosts: the server does not start without them (config.boot); commands and Celery
+# serve no HTTP and do not need them. The embedded default serves loopback (scripts/serve)
+# under any name; so do the tests, which run on PostgreSQL too.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION and not TESTING else ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS. A deployment is reached over HTTPS (TLS at the reverse proxy, docs/security.md),
+# so outside DEBUG and the embedded default cookies are Secure, browsers are told to stay on
+# HTTPS (HSTS) and plain-HTTP pages redirect. The proxy says a request came over HTTPS in
+# X-Forwarded-Proto; it must set that header itself, never pass the client's.
+HTTPS = env_bool("HTTPS", PRODUCTION and not DEBUG and not TESTING)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# One year, what browsers' preload lists ask for; 0 turns HSTS off.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+# Off by default: Rotator's host cannot speak for its sibling subdomains (silenced in
+# SILENCED_SYSTEM_CHECKS below for that reason).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(
+    "SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto" if HTTPS else ""
+)
+SILENCED_SYSTEM_CHECKS = [
+    # security.W005 (HSTS without includeSubDomains) and W021 (without preload): both bind
+    # every subdomain of the operator's domain, which a gateway on one name cannot decide;
+    # SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_PRELOAD turn them on.
+    "security.W005",
+    "security.W021",
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,6 +136,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.static.StaticFilesMiddleware",
+    # Before the session and CSRF work: a throttled address costs one lookup.
+    "rotator.throttle.SigninThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,8 +179,11 @@ DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     env_url("DATABASE_URL", schemes=("postgres", "postgresql", "sqlite"))
     DATABASES = {"default": database_from_url("DATABASE_URL", DATABASE_URL)}
+    if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
+        file_private_create(Path(str(DATABASES["default"]["NAME"])))
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    file_private_create(VAR_DIR / "db.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -239,11 +288,23 @@ UPSTREAM_READ_TIMEOUT_SECONDS = env_float("UPSTREAM_READ_TIMEOUT_SECONDS", 300.0
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4096, minimum=1)
 
 # --- Gateway behaviour.
-MASTER_API_KEY = env_str("MASTER_API_KEY", "")
+# As long as a chosen API key must be (accounts.services.OUR_KEY_MIN_CHARS).
+MASTER_API_KEY = env_secret("MASTER_API_KEY", min_chars=24)
+# Failed sign-ins (API keys, the master key, /stat, the admin) allowed per client address per
+# minute before it gets 429 for the rest of the minute (rotator.throttle).
+SIGNIN_FAILURES_PER_MINUTE = env_int("SIGNIN_FAILURES_PER_MINUTE", 20, minimum=1)
 MAX_CREDENTIALS = env_int("MAX_CREDENTIALS", 100, minimum=1)
 MAX_ATTEMPTS = env_int("MAX_ATTEMPTS", 3, minimum=1)
+# Request bodies are bounded before Django reads them (config.asgi): MAX_REQUEST_BYTES on every
+# route, MAX_IMPORT_BYTES on the admin's bulk import of credential files, and
+# REQUEST_BODY_TIMEOUT_SECONDS from the headers to the body's last byte (long enough for a
+# 20 MB body on a slow uplink, short enough that idle connections do not pile up).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+MAX_IMPORT_BYTES = env_int("MAX_IMPORT_BYTES", 50 * 1024 * 1024, minimum=1024)
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+IMPORT_PATH = "/admin/accounts/credential/import/"
+# The ASGI limit above decides per route; Django's own check must not refuse an import first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BYTES, MAX_IMPORT_BYTES)
 # Google's answer when a 429 names no delay; its per-minute windows make 60 s the safe guess.
 RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS", 60, minimum=1)
 # Circuit breaker: this many 5xx/timeouts in a row cool a credential down briefly.
@@ -389,5 +450,3 @@ LOGGING = {
         "aiohttp": {"level": _HTTP_CLIENT_LOG_LEVEL},
     },
 }
-
-TESTING = "pytest" in sys.modules

@@ -8,4 +8,7 @@ class RotatorConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from rotator import signals  # noqa: F401  (connects pool invalidation)
+        from rotator import (
+            signals,  # noqa: F401  (connects pool invalidation)
+            throttle,  # noqa: F401  (connects the failed-sign-in receiver)
+        )

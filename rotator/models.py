@@ -83,6 +83,18 @@ class KeyRateWindow(models.Model):
         ]
 
 
+class FailureWindow(models.Model):
+    """Failed sign-ins counted for one client address in one minute (database state backend
+    only; Redis keeps these as expiring counters)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="'<address>:<epoch minute>'")
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.count}"
+
+
 class UpstreamErrorLog(models.Model):
     """Recent upstream errors per credential, for operators; pruned to the newest few."""
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from accounts.models import Credential
 from accounts.secrets import decrypt, encrypt
 from common import clock
+from common.redact import secrets_register
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
 from rotator.orm import orm_call, orm_call_slow
 from rotator.pool import credential_invalidate
@@ -109,6 +110,7 @@ def _remember(credential_id: int, result: tuple[str, datetime] | Verdict) -> str
         _tokens.pop(credential_id, None)
         return result
     _tokens[credential_id] = result
+    secrets_register(owner=("oauth_access_token", credential_id), secrets=(result[0],))
     return result[0]
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.models import ApiKey, Credential, api_key_refusal
-from accounts.secrets import decrypt, digest
+from accounts.secrets import SecretUnreadable, decrypt, digest, encryption_key_name
 from common import clock
 from common.errors import (
     AuthenticationFailed,
@@ -27,7 +28,9 @@ from common.errors import (
     NoCredentialAvailable,
     PoolEmpty,
 )
+from common.events import catalog_emit
 from common.naming import model_bare
+from common.redact import secrets_register
 from rotator.classify import Outcome, Verdict
 from rotator.models import Mark, PoolState, UpstreamErrorLog
 from rotator.orm import orm_call
@@ -93,7 +96,36 @@ class CredentialView:
     def secret(self) -> str:
         if self._secret is None:
             self._secret = decrypt(self.secret_encrypted)
+            if self.is_oauth:
+                secrets_register(
+                    owner=("oauth_account", self.id), secrets=oauth_document_secrets(self._secret)
+                )
         return self._secret
+
+    def is_readable(self) -> bool:
+        """True when the configured key opens this credential's secrets (decrypting once);
+        an OAuth account's tokens and client secret are registered for redaction then."""
+        try:
+            self.secret()
+            if self.oauth_client_secret_encrypted:
+                client_secret = decrypt(self.oauth_client_secret_encrypted)
+                secrets_register(owner=("oauth_client", self.id), secrets=(client_secret,))
+        except SecretUnreadable:
+            return False
+        return True
+
+
+def oauth_document_secrets(document: str) -> tuple[str, ...]:
+    """The secrets inside a stored OAuth account (the Gemini CLI's oauth_creds.json): its
+    refresh and access tokens and any client secret; none when it is not such a document."""
+    try:
+        account = orjson.loads(document)
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(account, dict):
+        return ()
+    fields = ("refresh_token", "access_token", "client_secret", "id_token")
+    return tuple(str(account[name]) for name in fields if isinstance(account.get(name), str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +331,8 @@ async def credential_pick(
     if snapshot is None:
         snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
     backend = state_backend()
-    for _ in range(3):
+    reloads = 0
+    while reloads < 3:
         current_key = snapshot.keys.get(key.digest)
         if current_key is None:
             raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
@@ -331,11 +364,18 @@ async def credential_pick(
             )
         )
         if isinstance(outcome, Stale):
+            reloads += 1
             snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
             continue
         if isinstance(outcome, Picked):
             credential = snapshot.credentials.get(outcome.credential_id)
             if credential is None:  # installed by a newer process than our snapshot
+                reloads += 1
+                snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                continue
+            if not credential.is_readable():
+                # Not counted as a reload: each one leaves the pool for good, so this ends.
+                await orm_call(credential_mark_unreadable)(credential_id=credential.id, now=now)
                 snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
                 continue
             return credential
@@ -544,6 +584,22 @@ def credential_invalidate(
     logger.warning("credential %s marked invalid: %s", credential_id, message)
 
 
+def credential_mark_unreadable(*, credential_id: int, now: datetime) -> None:
+    """Takes a credential whose secret the configured key cannot open out of its pool (status
+    unreadable) until `rotateencryptionkey` reads it again, instead of failing every request
+    that picks it."""
+    message = f"cannot be decrypted with {encryption_key_name()}"
+    changed = (
+        Credential.objects.filter(id=credential_id)
+        .exclude(status=Credential.Status.UNREADABLE)
+        .update(status=Credential.Status.UNREADABLE, last_error=message, last_error_at=now)
+    )
+    if changed:
+        user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
+        pool_invalidate(user_id=user_id)
+        logger.error("credential %s marked unreadable: %s", credential_id, message)
+
+
 def credential_restore(*, credential_id: int) -> None:
     """Returns an invalid credential to the pool (after a passing check or by an operator)."""
     Credential.objects.filter(id=credential_id).update(status=Credential.Status.ACTIVE)
@@ -723,4 +779,5 @@ async def models_for_pool(
             "Could not list models from upstream.", code="upstream_unreachable"
         )
     _models[key.user_id] = (time.monotonic() + settings.MODELS_CACHE_SECONDS, models)
+    catalog_emit([str(model.get("name", "")) for model in models])
     return models

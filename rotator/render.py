@@ -4,7 +4,7 @@ the dialect's codec, the status and Retry-After from the error. Nothing else bui
 import orjson
 from django.http import HttpResponse
 
-from common.errors import RotatorError
+from common.errors import MethodNotAllowed, RotatorError
 from rotator.codecs.registry import codec_of
 
 
@@ -13,6 +13,8 @@ def error_response(exc: RotatorError, *, dialect: str) -> HttpResponse:
     response = HttpResponse(orjson.dumps(body), status=exc.status, content_type="application/json")
     if exc.retry_after_seconds is not None:
         response["Retry-After"] = str(exc.retry_after_seconds)
+    if isinstance(exc, MethodNotAllowed):
+        response["Allow"] = ", ".join(exc.allow)
     return response
 
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from rotator.models import KeyRateWindow, Mark, PoolState
+from rotator.models import FailureWindow, KeyRateWindow, Mark, PoolState
 from rotator.selection import NonePicked, Picked, Strategy, credential_choose
 
 
@@ -86,6 +86,13 @@ class StateBackend(Protocol):
     def pool_invalidate(self, *, user_id: int) -> None: ...
 
     def cursor_advance(self, *, user_id: int, by: int) -> int: ...
+
+    def failures_add(self, *, name: str, expires_at_ms: int) -> int:
+        """Counts one failure under `name` (a window that ends at `expires_at_ms`); returns
+        the window's count including this one. Synchronous: sign-ins fail off the hot path."""
+        ...
+
+    def failures_count(self, *, name: str) -> int: ...
 
     def ping(self) -> bool: ...
 
@@ -258,6 +265,25 @@ class DatabaseState:
     def cursor_advance(self, *, user_id: int, by: int) -> int:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(PoolState.objects.values_list("cursor", flat=True).get(user_id=user_id))
+
+    def failures_add(self, *, name: str, expires_at_ms: int) -> int:
+        # Conditional increment first: concurrent failures each count, none is lost.
+        if not FailureWindow.objects.filter(name=name).update(count=F("count") + 1):
+            try:
+                with transaction.atomic():
+                    FailureWindow.objects.create(
+                        name=name, count=1, expires_at=datetime_of_ms(expires_at_ms)
+                    )
+            except IntegrityError:  # another process created it first
+                FailureWindow.objects.filter(name=name).update(count=F("count") + 1)
+            else:
+                # A new window: windows of earlier minutes are garbage by now.
+                FailureWindow.objects.filter(expires_at__lt=datetime_of_ms(expires_at_ms)).delete()
+        return self.failures_count(name=name)
+
+    def failures_count(self, *, name: str) -> int:
+        row = FailureWindow.objects.filter(name=name).values_list("count", flat=True).first()
+        return int(row or 0)
 
     def ping(self) -> bool:
         with connection.cursor() as cursor:
@@ -494,6 +520,18 @@ class RedisState:
     def cursor_advance(self, *, user_id: int, by: int) -> int:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(self._sync.hincrby(state_key("pool", user_id), "cursor", by))
+
+    def failures_add(self, *, name: str, expires_at_ms: int) -> int:
+        key = state_key("fail", name)
+        pipe = self._sync.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.pexpireat(key, expires_at_ms + _MARK_TTL_SLACK_MS)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def failures_count(self, *, name: str) -> int:
+        value = self._sync.get(state_key("fail", name))
+        return int(value or 0)
 
     def ping(self) -> bool:
         return self._sync.ping() is True

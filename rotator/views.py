@@ -21,6 +21,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from redis.exceptions import RedisError
 
+from accounts.encryption import encryption_health
 from common import clock
 from common.errors import (
     BadRequest,
@@ -31,13 +32,15 @@ from common.errors import (
     StateUnavailable,
 )
 from common.naming import bearer_token, model_bare
-from rotator import catalog, pipeline, pool, stored_responses
+from rotator import catalog, pipeline, pool, stored_responses, throttle
 from rotator.codecs import anthropic_messages, gemini_native, openai_chat, openai_responses
 from rotator.codecs.base import CodecError
 from rotator.context import RequestContext, request_log
+from rotator.methods import head_strip, method_check, read_only
 from rotator.orm import orm_call
 from rotator.render import error_response
 from rotator.state import state_backend
+from rotator.validate import chat_request_check
 
 logger = logging.getLogger("rotator.request")
 
@@ -89,12 +92,9 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
             request_id = given_id if REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex
             if request.method == "OPTIONS":
                 return _preflight(request)
+            head = False
             try:
-                if request.method not in methods:
-                    raise MethodNotAllowed(
-                        f"Method {request.method} is not allowed here; use {', '.join(methods)}.",
-                        code="method_not_allowed",
-                    )
+                head = method_check(request, methods=methods)
                 response = await view(request, request_id=request_id, **kwargs)
             except (DatabaseError, RedisError) as exc:
                 # Rotator's own storage is down: a clear, retryable answer, not a 500.
@@ -126,7 +126,7 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
             response["X-Request-ID"] = request_id
             response["X-Rotator-Overhead-Ms"] = f"{overhead:.2f}"
             _cors(response, request)
-            return response
+            return head_strip(response) if head else response
 
         endpoint.csrf_exempt = True  # type: ignore[attr-defined]
         return endpoint
@@ -149,7 +149,9 @@ def presented_key(request: HttpRequest) -> str | None:
 
 
 async def _context(request: HttpRequest, *, dialect: str, request_id: str) -> RequestContext:
-    key = await pool.api_key_authenticate(presented=presented_key(request), now=clock.now())
+    key = await throttle.api_key_authenticate_throttled(
+        presented=presented_key(request), address=throttle.client_address(request), now=clock.now()
+    )
     ctx = RequestContext(request_id=request_id, dialect=dialect, key=key)
     request.rotator_ctx = ctx  # type: ignore[attr-defined]
     return ctx
@@ -206,7 +208,8 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
-    ctx.model = model
+    chat_request_check(body)
+    # Recorded only once allowed: a refused name must not become a usage row or a label.
     pool.model_check(key=ctx.key, model=model)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -240,7 +243,6 @@ async def responses_create(request: HttpRequest, *, request_id: str) -> HttpResp
     ctx = await _context(request, dialect=openai_responses.NAME, request_id=request_id)
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     items = await stored_responses.conversation_continue(body=body, user_id=ctx.key.user_id)
     response = await pipeline.generate(
@@ -275,7 +277,6 @@ async def embeddings(request: HttpRequest, *, request_id: str) -> HttpResponseBa
     model = _model_name(body.get("model"), param="model")
     if "input" not in body:
         raise BadRequest("'input' is required.", param="input")
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     return await pipeline.openai_embeddings(ctx, model=model, body={**body, "model": model})
 
@@ -336,7 +337,9 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
     model = _model_name(model_part, param=None)
     if request.method == "GET":
         if method:
-            raise MethodNotAllowed(f"Use POST for :{method}.", code="method_not_allowed")
+            raise MethodNotAllowed(
+                f"Use POST for :{method}.", code="method_not_allowed", allow=("POST", "OPTIONS")
+            )
         for native in await catalog.models_list(ctx):
             if catalog.model_id(native) == model:
                 return HttpResponse(orjson.dumps(native), content_type="application/json")
@@ -345,7 +348,6 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
         supported = ", ".join(sorted(SUPPORTED_METHODS))
         raise NotFound(f"Unknown method '{method}'. Supported: {supported}.", code="unknown_method")
     body = _json_body(request)
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     if method in GENERATE_METHODS:
         return await pipeline.generate(
@@ -375,7 +377,6 @@ async def anthropic_messages_create(request: HttpRequest, *, request_id: str) ->
     ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     return await pipeline.generate(
         ctx,
@@ -392,7 +393,6 @@ async def anthropic_count_tokens(request: HttpRequest, *, request_id: str) -> Ht
     ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
-    ctx.model = model
     pool.model_check(key=ctx.key, model=model)
     try:
         _, count_body = anthropic_messages.count_tokens_request({**body, "model": model})
@@ -466,7 +466,7 @@ def _health() -> dict[str, str]:
     from django.core.cache import cache
     from django.db import connection
 
-    report = {"database": "ok", "cache": "ok", "state": "ok"}
+    report = {"database": "ok", "cache": "ok", "state": "ok", "encryption": "ok"}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -482,9 +482,11 @@ def _health() -> dict[str, str]:
         state_backend().ping()
     except Exception as exc:
         report["state"] = f"error: {type(exc).__name__}"
+    report["encryption"] = encryption_health()
     return report
 
 
+@read_only
 async def healthz(request: HttpRequest) -> HttpResponse:
     report = await orm_call(_health)()
     healthy = all(value == "ok" for value in report.values())

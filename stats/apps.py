@@ -9,9 +9,10 @@ class StatsConfig(AppConfig):
 
     def ready(self) -> None:
         # The request path emits; the counters listen (common.events keeps the apps layered).
-        from common.events import request_listen, usage_listen
-        from stats.metrics import request_observe
+        from common.events import catalog_listen, request_listen, usage_listen
+        from stats.metrics import models_known_add, request_observe
         from stats.usage import usage_record
 
         usage_listen(usage_record)
         request_listen(request_observe)
+        catalog_listen(models_known_add)

@@ -7,7 +7,7 @@ worker as its own target (or run one worker per target); Prometheus sums them wi
 worker reports the same values for them.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -56,19 +56,41 @@ class _CredentialStates(Collector):
 REGISTRY.register(_CredentialStates())
 
 
+# The label of every model this process has not seen upstream serve: client input must not
+# mint a series per made-up name.
+OTHER_MODEL = "other"
+# Models upstream answered with a 2xx, or listed for a pool: real models, a few dozen at most.
+_known_models: set[str] = set()
+
+
+def models_known_add(models: Iterable[str]) -> None:
+    """Lets these models (a pool's catalogue) label metrics under their own names."""
+    _known_models.update(model.removeprefix("models/") for model in models)
+
+
+def model_label(*, model: str, status: int) -> str:
+    """The label for `model` in the request metrics: its name once upstream has served it (a
+    2xx now, or earlier in this process) or listed it, else OTHER_MODEL; "-" for none."""
+    if not model:
+        return "-"
+    if 200 <= status < 300:
+        _known_models.add(model)
+    return model if model in _known_models else OTHER_MODEL
+
+
 def request_observe(event: RequestAnswered) -> None:
     """Counts one answered client request and its upstream wait (subscribed to the request
     log's events); requests that never reached upstream (upstream_seconds 0) are counted but
     add nothing to the latency histogram."""
-    model = event.model or "-"
+    label = model_label(model=event.model, status=event.status)
     REQUESTS.labels(
-        model=model,
+        model=label,
         dialect=event.dialect,
         status=str(event.status),
         credential=event.credential_label or "-",
     ).inc()
     if event.upstream_seconds > 0:
-        UPSTREAM_SECONDS.labels(model=model, dialect=event.dialect).observe(event.upstream_seconds)
+        UPSTREAM_SECONDS.labels(model=label, dialect=event.dialect).observe(event.upstream_seconds)
 
 
 def metrics_render() -> bytes:

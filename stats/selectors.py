@@ -179,11 +179,17 @@ def _grid(*, user_id: int, today: date, now: datetime) -> dict[str, Any]:
     return {"models": models, "credentials": credentials, "refused": refused}
 
 
+def _status_state(status: str) -> str:
+    """The /stat and gauge state of a credential out of the pool: invalid or suspended; one
+    that cannot be decrypted (unreadable) shows as invalid, its last error saying why."""
+    return "suspended" if status == Credential.Status.SUSPENDED else "invalid"
+
+
 def _credential_state(credential: Credential, marks: dict[str, dict[str, Any]]) -> str:
     if not credential.enabled:
         return "disabled"
     if credential.status != Credential.Status.ACTIVE:
-        return str(credential.status)  # invalid or suspended
+        return _status_state(credential.status)
     states = {mark["state"] for mark in marks.values()}
     return next((state for state in STATES if state in states), "ok")
 
@@ -329,7 +335,7 @@ def credential_states(*, now: datetime) -> list[CredentialStateCount]:
             tally = dict.fromkeys(("available", *STATES[:5]), 0)
             for credential_id, status in credentials[user_id]:
                 if status != Credential.Status.ACTIVE:
-                    tally[status] += 1
+                    tally[_status_state(status)] += 1
                 else:
                     tally[marked.get((credential_id, model), "available")] += 1
             counts.extend(

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from accounts.models import ApiKey
@@ -23,6 +23,7 @@ from common import clock
 from common.errors import AuthenticationFailed, RotatorError
 from common.naming import bearer_token
 from rotator.render import error_response
+from rotator.throttle import token_refusal_throttled
 from stats import selectors
 from stats.metrics import metrics_render
 
@@ -85,7 +86,7 @@ def _pool_owner(request: HttpRequest, viewer: Viewer) -> int:
 
 
 @never_cache
-@require_GET
+@require_safe
 def stat_page(request: HttpRequest) -> HttpResponse:
     viewer = _viewer(request)
     if viewer is None:
@@ -107,7 +108,7 @@ def stat_page(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def stat_data(request: HttpRequest) -> HttpResponse:
     viewer = _viewer(request)
     if viewer is None:
@@ -130,6 +131,8 @@ def stat_data(request: HttpRequest) -> HttpResponse:
 def stat_signin(request: HttpRequest) -> HttpResponse:
     key = selectors.api_key_for_signin(presented=request.POST.get("key", ""), now=clock.now())
     if key is None:
+        # Counted against the caller's address by rotator.throttle's middleware.
+        request.signin_failed = True  # type: ignore[attr-defined]
         context = {"error": "That key is not a valid Rotator API key (or it was revoked)."}
         return render(request, "stats/signin.html", context, status=403)
     # A new session id at sign-in, so an id planted before it cannot ride along.
@@ -150,6 +153,12 @@ def _bearer(request: HttpRequest) -> str:
 
 
 def _token_refusal(request: HttpRequest, *, expected: str, disabled: str) -> HttpResponse | None:
+    return token_refusal_throttled(
+        request, check=lambda: _token_check(request, expected=expected, disabled=disabled)
+    )
+
+
+def _token_check(request: HttpRequest, *, expected: str, disabled: str) -> HttpResponse | None:
     if not expected:
         return error_response(Forbidden(disabled, code="disabled"), dialect="openai_chat")
     if not secret_equals(_bearer(request), expected):
@@ -164,7 +173,7 @@ def _token_refusal(request: HttpRequest, *, expected: str, disabled: str) -> Htt
 
 # Served without middleware (a proxy prefix): no session, and CSRF would not apply to GET.
 @csrf_exempt
-@require_GET
+@require_safe
 def debug_stats(request: HttpRequest) -> HttpResponse:
     refusal = _token_refusal(
         request,
@@ -175,7 +184,7 @@ def debug_stats(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-@require_GET
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     refusal = _token_refusal(
         request,

@@ -296,7 +296,10 @@ def test_migrated_workers_config_serves_chat_completions(live, http, settings, f
     fake_gemini.oauth_account_add(refresh_token="1//accounts-entry-one", project_id="p-one")
     fake_gemini.oauth_account_add(refresh_token="1//accounts-entry-two", project_id="p-two")
 
-    keys_user, oauth_user, accounts_user = "sk-keys-user-0001", "sk-oauth-user-0001", "sk-acc-0001"
+    # Keys clients already use are registered as they are: 24 characters at least.
+    keys_user = "sk-keys-user-0001-migrated"
+    oauth_user = "sk-oauth-user-0001-migrated"
+    accounts_user = "sk-acc-0001-migrated-key"
     posts = [
         {"apiKey": keys_user, "geminiApiKeys": environment["API_KEYS"].split(",")},
         {"apiKey": oauth_user, "gcpServiceAccount": environment["GCP_SERVICE_ACCOUNT"]},

@@ -226,6 +226,7 @@ class FakeGemini:
         ineligible_reason: str | None = None,
         revoked: bool = False,
         access_token_lifetime_seconds: int = 3600,
+        access_token_prefix: str = "ya29.fake-",
     ) -> None:
         """Register (or replace) the account behind `refresh_token`.
 
@@ -243,6 +244,7 @@ class FakeGemini:
             ineligible_reason=ineligible_reason,
             revoked=revoked,
             access_token_lifetime_seconds=access_token_lifetime_seconds,
+            access_token_prefix=access_token_prefix,
         )
         with self._lock:
             self._accounts[refresh_token] = account
@@ -306,7 +308,7 @@ class FakeGemini:
             account = self._accounts.get(refresh_token)
             if account is None or account.revoked:
                 return None
-            token = f"ya29.fake-{secrets.token_urlsafe(24)}"
+            token = f"{account.access_token_prefix}{secrets.token_urlsafe(24)}"
             account.refresh_count += 1
             account.access_tokens.append(token)
             account.client_ids.append(client_id or "")

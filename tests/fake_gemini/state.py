@@ -40,6 +40,8 @@ class OAuthAccount:
     ineligible_reason: str | None
     revoked: bool
     access_token_lifetime_seconds: int
+    # Google's tokens start "ya29."; another prefix checks redaction by the secret, not its shape.
+    access_token_prefix: str = "ya29.fake-"
     refresh_count: int = 0
     access_tokens: list[str] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)

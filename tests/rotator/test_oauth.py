@@ -352,3 +352,33 @@ def test_an_api_key_can_be_registered_for_an_oauth_pool(db):
     user = User.objects.create_user("zed")
     _key, secret = api_key_create(user=user)
     assert secret.startswith("rk-")
+
+
+def test_oauth_tokens_without_googles_shape_are_masked_by_the_secret_itself(live, fake_gemini):
+    """Google's tokens start "ya29." and "1//"; redaction must not depend on it."""
+    from tests.support.database import database_text
+
+    persona = persona_create("opal", credentials=0)
+    refresh_token = "opaque-refresh-token-for-opal-" + "r" * 20
+    fake_gemini.oauth_account_add(
+        refresh_token=refresh_token, project_id="opal-project", access_token_prefix="opaque-"
+    )
+    creds = {"refresh_token": refresh_token, "id_token": _id_token("opal@example.com")}
+    credential_add(user=persona.user, oauth=oauth_account_parse(creds))
+    # Google's CONSUMER_SUSPENDED message quotes the credential it refused: the access token.
+    fake_gemini.behave(refresh_token, "permission_denied", variant="suspended")
+    response = httpx.post(
+        f"{live}/v1/chat/completions",
+        json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {persona.key}"},
+        timeout=30,
+    )
+    # The only account is out of the pool now: 503, with Google's words kept for operators.
+    assert response.status_code == 503
+    [access_token] = fake_gemini.oauth_access_tokens(refresh_token)
+    stored = database_text()
+    assert "has been suspended" in stored
+    for secret in (access_token, refresh_token):
+        assert secret not in response.text
+        # Credentials are stored encrypted: in plain, a secret could only be in an error.
+        assert secret not in stored

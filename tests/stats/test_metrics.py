@@ -97,3 +97,40 @@ def test_credential_gauges_count_available_limited_exhausted_and_invalid(
     assert metric_value(text, "rotator_credentials", pool="bob", state="available") == 2
     for secret in [alice.key, bob.key, *alice.upstream_keys, *bob.upstream_keys]:
         assert secret not in text
+
+
+def _model_labels(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r'rotator_requests_total\{[^}]*model="([^"]*)"', text))
+
+
+def test_made_up_model_names_share_one_label_and_refused_ones_are_not_recorded(
+    live, http, settings, alice
+):
+    from accounts.services import api_key_create
+    from stats.models import UsageCounter
+    from stats.usage import usage_flush
+
+    settings.METRICS_TOKEN = TOKEN
+    headers = {"authorization": f"Bearer {alice.key}"}
+    _, narrow = api_key_create(user=alice.user, name="narrow", allowed_models=["gemini-2.5-flash"])
+    served = http.post(
+        "/v1/chat/completions",
+        json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
+        headers=headers,
+    )
+    assert served.status_code == 200
+    for number in range(6):
+        made_up = {"model": f"made-up-{number}", "messages": [{"role": "user", "content": "x"}]}
+        assert http.post("/v1/chat/completions", json=made_up, headers=headers).status_code == 404
+        refused = http.post(
+            "/v1/chat/completions", json=made_up, headers={"authorization": f"Bearer {narrow}"}
+        )
+        assert refused.status_code == 403
+    labels = _model_labels(http.get("/metrics", headers=AUTH).text)
+    assert "gemini-2.5-flash" in labels and "other" in labels
+    assert not {label for label in labels if label.startswith("made-up-")}
+    usage_flush()
+    # The key that may not use the names left no trace of them.
+    assert not UsageCounter.objects.filter(api_key__name="narrow").exists()

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 from django.conf import settings
@@ -41,7 +42,9 @@ class Rotator:
     on the database state backend).
     """
 
-    def __init__(self, fake_gemini, *, env: Mapping[str, str | None] = ()) -> None:
+    def __init__(
+        self, fake_gemini, *, env: Mapping[str, str | None] = (), stderr: Any = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
@@ -55,6 +58,10 @@ class Rotator:
             "OAUTH_TOKEN_URL": fake_gemini.oauth_token_url,
             "USAGE_FLUSH_SECONDS": "0.5",
             "LOG_LEVEL": "WARNING",
+            # A deployment names its hosts and sits behind HTTPS; these talk plain HTTP on
+            # loopback (tests/config/test_deploy.py runs one the way a deployment does).
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HTTPS": "false",
         }
         if settings.REDIS_URL:
             environment["REDIS_URL"] = settings.REDIS_URL
@@ -70,7 +77,9 @@ class Rotator:
             "--port", str(self.port), "--lifespan", "on", "--no-access-log",
             "--log-level", "warning",
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, env=environment, cwd=settings.BASE_DIR)
+        self.process = subprocess.Popen(
+            command, env=environment, cwd=settings.BASE_DIR, stderr=stderr
+        )
 
     def wait_answering(self, *, healthy: bool = True, timeout_seconds: float = 30) -> None:
         """Waits until /healthz answers (200 when `healthy`, any status otherwise)."""
