@@ -13,7 +13,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import ApiKey, Credential
-from accounts.services import OAuthAccount, api_key_secret_validate, oauth_account_parse
+from accounts.services import (
+    OUR_KEY_MIN_CHARS,
+    OUR_KEY_RULE,
+    OAuthAccount,
+    api_key_secret_validate,
+    oauth_account_parse,
+)
 from common import clock
 from rotator.models import Mark
 
@@ -116,10 +122,14 @@ class RotatorKeyField(serializers.CharField):
     """A Rotator API key secret (what clients send); write-only."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.update(write_only=True, min_length=24, max_length=200)
-        kwargs.setdefault("validators", []).append(
-            RegexValidator(r"^\S+$", "An API key is 24 to 200 characters without spaces.")
+        # One rule, worded once (accounts.services), whichever entry point refuses the key.
+        kwargs.update(
+            write_only=True,
+            min_length=OUR_KEY_MIN_CHARS,
+            max_length=200,
+            error_messages={"min_length": OUR_KEY_RULE, "max_length": OUR_KEY_RULE},
         )
+        kwargs.setdefault("validators", []).append(RegexValidator(r"^\S+$", OUR_KEY_RULE))
         super().__init__(**kwargs)
 
 

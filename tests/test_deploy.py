@@ -45,7 +45,8 @@ def settings_variables() -> set[str]:
     """Every environment variable config/settings.py reads, through its env_* helpers."""
     return set(
         re.findall(
-            r"env_(?:str|int|float|bool|time|url|list)\(\s*\"([A-Z0-9_]+)\"",
+            r"(?:env_(?:str|int|float|bool|time|url|list|secret)|proxy_ssl_header)"
+            r"\(\s*\"([A-Z0-9_]+)\"",
             _text("config/settings.py"),
         )
     )

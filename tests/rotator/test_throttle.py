@@ -83,7 +83,7 @@ def test_wrong_passwords_on_the_admin_sign_in_are_throttled(http, db):
 def test_a_short_chosen_api_key_is_refused_naming_the_rule(http, alice):
     operator = {"authorization": f"Bearer {MASTER}"}
     response = http.post(
-        "/api/keys/create/",
+        "/api/keys/",
         json={"user": alice.user.id, "secret": "sk-twelve-ch"},
         headers=operator,
     )
