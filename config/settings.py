@@ -179,8 +179,11 @@ DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     env_url("DATABASE_URL", schemes=("postgres", "postgresql", "sqlite"))
     DATABASES = {"default": database_from_url("DATABASE_URL", DATABASE_URL)}
-    if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
-        file_private_create(Path(str(DATABASES["default"]["NAME"])))
+    sqlite_file = Path(str(DATABASES["default"]["NAME"]))
+    # A directory that is not there yet (a volume mounted after start) is reported by
+    # /healthz and every request until it appears, not a crash at start.
+    if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3") and sqlite_file.parent.is_dir():
+        file_private_create(sqlite_file)
 else:
     VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     file_private_create(VAR_DIR / "db.sqlite3")
