@@ -208,6 +208,9 @@ def _rotator_env(*, fake_url: str, extra: dict[str, str]) -> dict[str, str]:
         {
             "SECRET_KEY": "bench-secret-key-not-for-production-0123456789",
             "LOG_LEVEL": "WARNING",
+            # Loopback over plain HTTP: the production profile otherwise insists on both.
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HTTPS": "false",
             "GEMINI_UPSTREAM_URL": f"{fake_url}/v1beta",
             "OPENAI_UPSTREAM_URL": f"{fake_url}/v1beta/openai",
             "CODE_ASSIST_UPSTREAM_URL": f"{fake_url}/v1internal",
