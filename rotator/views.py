@@ -31,7 +31,7 @@ from common.errors import (
     StateUnavailable,
 )
 from common.naming import bearer_token, model_bare
-from rotator import catalog, pipeline, pool, stored_responses
+from rotator import aliases, catalog, pipeline, pool, stored_responses
 from rotator.codecs import anthropic_messages, gemini_native, openai_chat, openai_responses
 from rotator.codecs.base import CodecError
 from rotator.context import RequestContext, request_log
@@ -195,6 +195,16 @@ def _model_name(value: Any, *, param: str | None) -> str:
     return name
 
 
+async def _model_route(ctx: RequestContext, *, requested: str) -> str:
+    """Returns the Gemini model that serves `requested` for this key (its alias, or the name
+    itself) and records both on `ctx`. Raises ModelNotAllowed when the key may not use it."""
+    model = await aliases.model_resolve(user_id=ctx.key.user_id, requested=requested)
+    ctx.model = model
+    ctx.requested_model = requested
+    pool.model_check(key=ctx.key, model=model, requested=requested)
+    return model
+
+
 # --------------------------------------------------------------------------- OpenAI dialect
 
 
@@ -202,12 +212,11 @@ def _model_name(value: Any, *, param: str | None) -> str:
 async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
     ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
+    requested = _model_name(body.get("model"), param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
-    ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    model = await _model_route(ctx, requested=requested)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object.", param="stream_options")
@@ -216,16 +225,22 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
         raise BadRequest("'stream' must be a boolean.", param="stream")
     client_wants_usage = bool(options and options.get("include_usage"))
     body = {**body, "model": model}
+    # An aliased request takes the translated path: Google's OpenAI endpoint would answer
+    # with the Gemini model's name, and the client must see the name it sent.
+    shortcut = model == requested
     return await pipeline.generate(
         ctx,
         codec=openai_chat,
         body=body,
         model=model,
+        client_model=requested,
         stream=stream,
-        openai_path="chat/completions",
+        openai_path="chat/completions" if shortcut else None,
         openai_document=openai_chat.passthrough_body(
             body, model=model, stream=stream, client_wants_usage=client_wants_usage
-        ),
+        )
+        if shortcut
+        else None,
         client_wants_usage=client_wants_usage,
     )
 
@@ -234,15 +249,15 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
 async def responses_create(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
     ctx = await _context(request, dialect=openai_responses.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
-    ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    requested = _model_name(body.get("model"), param="model")
+    model = await _model_route(ctx, requested=requested)
     items = await stored_responses.conversation_continue(body=body, user_id=ctx.key.user_id)
     response = await pipeline.generate(
         ctx,
         codec=openai_responses,
         body={**body, "model": model, "input": items},
         model=model,
+        client_model=requested,
         stream=bool(body.get("stream", False)),
     )
     if body.get("store", True) is False:
@@ -267,11 +282,10 @@ async def response_retrieve(
 async def embeddings(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
     ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
+    requested = _model_name(body.get("model"), param="model")
     if "input" not in body:
         raise BadRequest("'input' is required.", param="input")
-    ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    model = await _model_route(ctx, requested=requested)
     return await pipeline.openai_embeddings(ctx, model=model, body={**body, "model": model})
 
 
@@ -340,14 +354,15 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
         supported = ", ".join(sorted(SUPPORTED_METHODS))
         raise NotFound(f"Unknown method '{method}'. Supported: {supported}.", code="unknown_method")
     body = _json_body(request)
-    ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    requested = model
+    model = await _model_route(ctx, requested=requested)
     if method in GENERATE_METHODS:
         return await pipeline.generate(
             ctx,
             codec=gemini_native,
             body=body,
             model=model,
+            client_model=requested,
             stream=method == "streamGenerateContent",
             state={"sse": request.GET.get("alt") == "sse"},
         )
@@ -369,14 +384,14 @@ async def anthropic_messages_create(request: HttpRequest, *, request_id: str) ->
     """POST /v1/messages (Claude Code adds ?beta=true, which routing ignores)."""
     ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
-    ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    requested = _model_name(body.get("model"), param="model")
+    model = await _model_route(ctx, requested=requested)
     return await pipeline.generate(
         ctx,
         codec=anthropic_messages,
         body={**body, "model": model},
         model=model,
+        client_model=requested,
         stream=body.get("stream") is True,
     )
 
@@ -386,9 +401,8 @@ async def anthropic_count_tokens(request: HttpRequest, *, request_id: str) -> Ht
     """POST /v1/messages/count_tokens, answered by Gemini's countTokens."""
     ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
-    ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    requested = _model_name(body.get("model"), param="model")
+    model = await _model_route(ctx, requested=requested)
     try:
         _, count_body = anthropic_messages.count_tokens_request({**body, "model": model})
     except CodecError as exc:
