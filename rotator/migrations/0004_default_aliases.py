@@ -5,8 +5,8 @@ from typing import Any
 from django.db import migrations
 
 # Patterns catch every dated and versioned Claude name (claude-sonnet-4-5-20250929,
-# claude-3-5-haiku-20241022); the exact names are what the Anthropic-shaped /v1/models lists,
-# since a pattern names no model a client could pick.
+# claude-3-5-haiku-20241022). Model lists show exact aliases only (a pattern names no model a
+# client could pick): an operator who wants Claude Code's picker to offer names adds them.
 DEFAULT_ALIASES = (
     ("claude-*-haiku-*", "gemini-2.5-flash"),
     ("claude-haiku-*", "gemini-2.5-flash"),
@@ -14,9 +14,6 @@ DEFAULT_ALIASES = (
     ("claude-sonnet-*", "gemini-2.5-pro"),
     ("claude-*-opus-*", "gemini-2.5-pro"),
     ("claude-opus-*", "gemini-2.5-pro"),
-    ("claude-haiku-4-5", "gemini-2.5-flash"),
-    ("claude-sonnet-4-5", "gemini-2.5-pro"),
-    ("claude-opus-4-1", "gemini-2.5-pro"),
 )
 
 
