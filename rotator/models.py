@@ -169,11 +169,13 @@ class ModelAlias(models.Model):
                 fields=["user", "name"],
                 condition=models.Q(user__isnull=False),
                 name="model_alias_unique_per_user",
+                violation_error_message="This user already has an alias with this name.",
             ),
             models.UniqueConstraint(
                 fields=["name"],
                 condition=models.Q(user__isnull=True),
                 name="model_alias_unique_global",
+                violation_error_message="A global alias with this name already exists.",
             ),
         ]
 

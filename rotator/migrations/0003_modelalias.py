@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'model alias',
                 'verbose_name_plural': 'model aliases',
                 'ordering': ['user_id', 'name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('user__isnull', False)), fields=('user', 'name'), name='model_alias_unique_per_user'), models.UniqueConstraint(condition=models.Q(('user__isnull', True)), fields=('name',), name='model_alias_unique_global')],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('user__isnull', False)), fields=('user', 'name'), name='model_alias_unique_per_user', violation_error_message='This user already has an alias with this name.'), models.UniqueConstraint(condition=models.Q(('user__isnull', True)), fields=('name',), name='model_alias_unique_global', violation_error_message='A global alias with this name already exists.')],
             },
         ),
     ]

@@ -7,6 +7,8 @@ import anthropic
 import httpx
 import openai
 import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
 
 from common import clock
 from rotator.models import ModelAlias
@@ -183,3 +185,29 @@ def test_the_api_refuses_a_duplicate_or_a_malformed_alias(live, settings, alice)
         assert httpx.post(f"{live}/api/aliases/", json=bad, headers=master).status_code == 400
     listed = httpx.get(f"{live}/api/aliases/", params={"is_global": "true"}, headers=master)
     assert [a["name"] for a in listed.json()["results"]] == ["claude-x-*"]
+
+
+def test_an_alias_saved_in_the_admin_serves_the_next_request(live, alice, fake_gemini, client):
+    operator = User.objects.create_superuser(username="root", password="root-password-1")
+    client.force_login(operator)
+    added = client.post(
+        reverse("admin:rotator_modelalias_add"),
+        {"user": alice.user.id, "name": "house-*", "target": "gemini-2.5-pro"},
+    )
+    assert added.status_code == 302, added.content
+    chat = openai.OpenAI(base_url=f"{live}/v1", api_key=alice.key, max_retries=0)
+    assert chat.chat.completions.create(model="house-a", messages=HELLO).model == "house-a"
+    duplicate = client.post(
+        reverse("admin:rotator_modelalias_add"),
+        {"user": alice.user.id, "name": "house-*", "target": "gemini-2.5-flash"},
+    )
+    assert duplicate.status_code == 200
+    assert b"This user already has an alias with this name." in duplicate.content
+    alias = ModelAlias.objects.get()
+    changed = client.post(
+        reverse("admin:rotator_modelalias_change", args=[alias.id]),
+        {"user": alice.user.id, "name": "house-*", "target": "gemini-2.5-flash"},
+    )
+    assert changed.status_code == 302
+    chat.chat.completions.create(model="house-b", messages=HELLO)
+    assert upstream_models(fake_gemini) == ["gemini-2.5-pro", "gemini-2.5-flash"]
