@@ -2,6 +2,7 @@
 Gemini model called, counted and listed, changes seen at once by every server process."""
 
 import importlib
+import json
 
 import anthropic
 import httpx
@@ -16,6 +17,8 @@ from stats.models import UsageCounter
 from stats.selectors import stat_dashboard
 from stats.usage import usage_flush
 from tests.conftest import persona_create
+from tests.rotator.test_oauth import oauth_persona
+from tests.rotator.test_proxy_anthropic import CLAUDE_CODE_REQUEST
 from tests.support.processes import Rotator
 
 MASTER = "rotator-master-key-for-alias-tests"
@@ -211,3 +214,24 @@ def test_an_alias_saved_in_the_admin_serves_the_next_request(live, alice, fake_g
     assert changed.status_code == 302
     chat.chat.completions.create(model="house-b", messages=HELLO)
     assert upstream_models(fake_gemini) == ["gemini-2.5-pro", "gemini-2.5-flash"]
+
+
+@pytest.mark.parametrize("kind", ["api_key", "oauth"])
+def test_the_recorded_claude_code_request_is_served_under_its_own_model_name(
+    live, db, fake_gemini, kind
+):
+    default_aliases_install()
+    if kind == "api_key":
+        persona = persona_create("cody", credentials=2)
+    else:
+        persona = oauth_persona("olga", fake_gemini, project_id="olga-project")
+    body = json.loads(CLAUDE_CODE_REQUEST.read_text())
+    assert body["model"] == "claude-sonnet-4-5-20250929"
+    claude = anthropic.Anthropic(base_url=live, auth_token=persona.key, max_retries=0)
+    core = {key: body.pop(key) for key in ("model", "max_tokens", "messages")}
+    body.pop("stream")
+    with claude.messages.stream(**core, extra_body=body) as stream:
+        final = stream.get_final_message()
+    assert final.model == "claude-sonnet-4-5-20250929"
+    assert final.content[-1].type == "text"
+    assert upstream_models(fake_gemini) == ["gemini-2.5-pro"]
