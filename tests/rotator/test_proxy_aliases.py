@@ -54,7 +54,10 @@ def test_a_claude_code_request_is_served_by_the_default_alias_and_shows_its_own_
     assert upstream_models(fake_gemini) == ["gemini-2.5-pro", "gemini-2.5-flash"]
 
 
-def test_usage_rows_record_the_gemini_model_and_the_name_asked_for(live, alice, fake_gemini):
+def test_usage_rows_record_the_gemini_model_and_the_name_asked_for(
+    live, settings, alice, fake_gemini
+):
+    settings.MASTER_API_KEY = MASTER
     default_aliases_install()
     claude = anthropic.Anthropic(base_url=live, api_key=alice.key, max_retries=0)
     claude.messages.create(model="claude-opus-4-1-20250805", max_tokens=64, messages=HELLO)
@@ -69,6 +72,15 @@ def test_usage_rows_record_the_gemini_model_and_the_name_asked_for(live, alice, 
         ("claude-opus-4-1-20250805", "gemini-2.5-pro", 1),
         ("gemini-2.5-pro", "gemini-2.5-pro", 1),
     }
+    summed = httpx.get(
+        f"{live}/api/usage/",
+        params={"group_by": "requested_model,model", "ordering": "requested_model"},
+        headers={"authorization": f"Bearer {MASTER}"},
+    ).json()["results"]
+    assert [(row["requested_model"], row["model"], row["requests"]) for row in summed] == [
+        ("claude-opus-4-1-20250805", "gemini-2.5-pro", 1),
+        ("gemini-2.5-pro", "gemini-2.5-pro", 1),
+    ]
     # /stat's "Model aliases today" card reads this.
     aliased = stat_dashboard(user_id=alice.user.id, now=clock.now())["aliased"]
     assert [(a["requested_model"], a["model"], a["requests"]) for a in aliased] == [
