@@ -8,14 +8,14 @@ from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import ApiKey, Credential
-from rotator.models import Mark
+from rotator.models import Mark, ModelAlias
 from stats.models import UsageCounter
 
-USAGE_GROUPS = ("day", "user", "api_key", "credential", "model")
+USAGE_GROUPS = ("day", "user", "api_key", "credential", "model", "requested_model")
 USAGE_SUMS = UsageCounter.COUNT_FIELDS
 
 
@@ -141,6 +141,7 @@ _GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
     "api_key": ("api_key", "api_key__prefix"),
     "credential": ("credential",),
     "model": ("model",),
+    "requested_model": ("requested_model",),
 }
 
 
@@ -187,3 +188,23 @@ def usage_summarize(
     order += [column for column in default if column.lstrip("-") != (ordering or "").lstrip("-")]
     ordered: QuerySet[Any] = rows.order_by(*order)
     return ordered
+
+
+def aliases_list(
+    *,
+    user: int | None = None,
+    is_global: bool | None = None,
+    target: str | None = None,
+    ordering: str | None = None,
+) -> QuerySet[ModelAlias]:
+    """Model aliases, filtered; by default global ones first, then by user and name."""
+    aliases = ModelAlias.objects.all()
+    if user is not None:
+        aliases = aliases.filter(user_id=user)
+    if is_global is not None:
+        aliases = aliases.filter(user__isnull=is_global)
+    if target is not None:
+        aliases = aliases.filter(target=target)
+    if ordering:
+        return _ordered(aliases, ordering, "name")
+    return aliases.order_by(F("user_id").asc(nulls_first=True), "name", "id")

@@ -21,7 +21,7 @@ from accounts.services import (
     oauth_account_parse,
 )
 from common import clock
-from rotator.models import Mark
+from rotator.models import Mark, ModelAlias
 
 # PositiveIntegerField's ceiling: anything larger would fail in the database, not here.
 POSITIVE_INT_MAX = 2_147_483_647
@@ -225,3 +225,10 @@ class MarkSerializer(serializers.ModelSerializer[Mark]):
 
     def get_active(self, mark: Mark) -> bool:
         return mark.until > clock.now()
+
+
+class ModelAliasSerializer(serializers.ModelSerializer[ModelAlias]):
+    class Meta:
+        model = ModelAlias
+        fields = ["id", "user", "name", "target", "created_at", "updated_at"]
+        read_only_fields = fields

@@ -37,6 +37,7 @@ router = SimpleRouter()
 router.register("users", views.UserViewSet, basename="users")
 router.register("keys", views.ApiKeyViewSet, basename="keys")
 router.register("credentials", views.CredentialViewSet, basename="credentials")
+router.register("aliases", views.ModelAliasViewSet, basename="aliases")
 router.register("marks", views.MarkViewSet, basename="marks")
 router.register("usage", views.UsageViewSet, basename="usage")
 

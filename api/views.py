@@ -37,6 +37,7 @@ from api.serializers import (
     CredentialSerializer,
     GeminiApiKeyField,
     MarkSerializer,
+    ModelAliasSerializer,
     OAuthAccountField,
     RotatorKeyField,
     UserSerializer,
@@ -44,7 +45,7 @@ from api.serializers import (
 from common import clock
 from common.errors import RotatorError
 from rotator.credentials import credential_check, credentials_enable
-from rotator.models import Mark
+from rotator.models import ALIAS_NAME_PATTERN, MODEL_NAME_PATTERN, Mark, ModelAlias
 from rotator.pool import marks_clear, pool_rotate
 from rotator.render import openai_error_response
 from stats.models import UsageCounter
@@ -558,6 +559,93 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         return Response(self.MarksClearOutput({"cleared": cleared}).data)
 
 
+# ---------------------------------------------------------------------------- model aliases
+
+
+class ModelAliasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ResourceViewSet):
+    """Model aliases: a client model name, or a pattern with `*`, served by a Gemini model,
+    for every user (no user) or for one. A change reaches every server process on its next
+    request. Which alias wins: README, "Model aliases"."""
+
+    permission_model = ModelAlias
+    serializer_class = ModelAliasSerializer
+
+    class FilterSerializer(serializers.Serializer[Any]):
+        user = _id_field(required=False)
+        is_global = serializers.BooleanField(
+            required=False, help_text="true: only global aliases; false: only users' own."
+        )
+        target = serializers.CharField(required=False, max_length=128)
+        ordering = serializers.ChoiceField(
+            choices=_orderings("id", "name", "target", "updated_at"), required=False
+        )
+
+    class UpdateInput(serializers.Serializer[Any]):
+        name = serializers.RegexField(
+            ALIAS_NAME_PATTERN,
+            max_length=128,
+            required=False,
+            help_text="The name clients send, or a pattern where `*` matches any run of "
+            "characters (claude-*-sonnet-*).",
+        )
+        target = serializers.RegexField(
+            MODEL_NAME_PATTERN,
+            max_length=128,
+            required=False,
+            help_text="The Gemini model that serves it (gemini-2.5-pro).",
+        )
+
+    class CreateInput(UpdateInput):
+        user = serializers.PrimaryKeyRelatedField(
+            queryset=User.objects.all(),
+            required=False,
+            allow_null=True,
+            help_text="The user whose alias this is; null or absent: a global alias.",
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            missing = {name: ["This field is required."] for name in ("name", "target")}
+            missing = {name: error for name, error in missing.items() if name not in attrs}
+            if missing:
+                raise serializers.ValidationError(missing)
+            return attrs
+
+    def get_queryset(self) -> Any:
+        if self.action == "list":
+            return api_selectors.aliases_list(**self.filters())
+        return ModelAlias.objects.all()
+
+    @extend_schema(request=CreateInput, responses={201: ModelAliasSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = self.CreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        alias = ModelAlias(**serializer.validated_data)
+        with transaction.atomic():
+            # full_clean checks the per-user and global uniqueness (a 400, not a 500).
+            alias.full_clean()
+            alias.save()
+        return Response(ModelAliasSerializer(alias).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=UpdateInput, responses=ModelAliasSerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        alias = self.get_object()
+        serializer = self.UpdateInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        for name, value in serializer.validated_data.items():
+            setattr(alias, name, value)
+        with transaction.atomic():
+            alias.full_clean()
+            alias.save()
+        return Response(ModelAliasSerializer(alias).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        alias = self.get_object()
+        with transaction.atomic():
+            alias.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 # ---------------------------------------------------------------------------------- marks
 
 
@@ -654,7 +742,10 @@ class UsageViewSet(mixins.ListModelMixin, ResourceViewSet):
             required=False, allow_null=True, help_text="null: a deleted credential."
         )
         credential_label = serializers.CharField(required=False)
-        model = serializers.CharField(required=False)
+        model = serializers.CharField(required=False, help_text="The Gemini model called.")
+        requested_model = serializers.CharField(
+            required=False, help_text="The name the client asked for (an alias, or the model)."
+        )
         requests = serializers.IntegerField()
         successes = serializers.IntegerField()
         failures = serializers.IntegerField()

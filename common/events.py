@@ -20,6 +20,8 @@ class UsageEvent:
     credential_label: str
     model: str
     success: bool
+    # The name the client asked for, when an alias served it by `model`; "" means `model`.
+    requested_model: str = ""
     rate_limited: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0

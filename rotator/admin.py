@@ -1,4 +1,5 @@
-"""Admin for rotation state: pools (strategy, manual rotation), cooldown marks, upstream errors.
+"""Admin for rotation state: pools (strategy, manual rotation), cooldown marks, upstream errors,
+and model aliases (routing configuration, edited here).
 
 Marks, cursors and error logs belong to the rotation engine (rotator.pool), so these pages only
 read them; changes go through the engine's functions as actions.
@@ -16,7 +17,7 @@ from django.http import HttpRequest
 
 from accounts.models import Credential
 from common import clock
-from rotator.models import KeyRateWindow, Mark, PoolState, UpstreamErrorLog
+from rotator.models import KeyRateWindow, Mark, ModelAlias, PoolState, UpstreamErrorLog
 from rotator.pool import marks_clear, pool_rotate
 
 
@@ -167,3 +168,15 @@ class KeyRateWindowAdmin(ReadOnlyAdmin):
     list_display = ("api_key", "window", "count", "expires_at")
     search_fields = ("api_key__name", "api_key__prefix", "window")
     list_select_related = ("api_key",)
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
+    """Saving or deleting here reaches every server process on its next request (signals)."""
+
+    list_display = ("name", "target", "user", "updated_at")
+    list_filter = (("user", admin.EmptyFieldListFilter), "target")
+    search_fields = ("name", "target", "user__username")
+    list_select_related = ("user",)
+    fields = ("user", "name", "target")
+    autocomplete_fields = ("user",)

@@ -6,19 +6,36 @@ import orjson
 from django.conf import settings
 
 from common.naming import model_bare
-from rotator import oauth, pool
+from rotator import aliases, oauth, pool
+from rotator.aliases import Alias
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
 from rotator.upstream import TRANSPORT_ERRORS, upstream_client
 
 
 async def models_list(ctx: RequestContext) -> list[dict[str, Any]]:
-    """The native model descriptions the caller's pool can serve, filtered by the key."""
-    models = await pool.models_for_pool(key=ctx.key, fetch=_models_fetch)
+    """The native model descriptions the caller's pool can serve, filtered by the key, then
+    the aliases the caller may call (exact names only: a pattern names no model)."""
+    served = await pool.models_for_pool(key=ctx.key, fetch=_models_fetch)
     allowed = ctx.key.allowed_models
-    if allowed:
-        models = [m for m in models if model_id(m) in allowed]
-    return models
+    models = [m for m in served if not allowed or model_id(m) in allowed]
+    by_id = {model_id(m): m for m in served}
+    table = await aliases.alias_table_current()
+    listed: dict[str, dict[str, Any]] = {model_id(m): m for m in models}
+    for alias in table.of_user(ctx.key.user_id):
+        target = by_id.get(alias.target)
+        if alias.is_pattern or target is None:
+            continue
+        if allowed and alias.target not in allowed and alias.name not in allowed:
+            continue
+        listed[alias.name] = alias_model(alias, target=target)
+    return list(listed.values())
+
+
+def alias_model(alias: Alias, *, target: dict[str, Any]) -> dict[str, Any]:
+    """The native description of `alias`: its target's, under the alias's name."""
+    shown = target.get("displayName") or alias.target
+    return {**target, "name": f"models/{alias.name}", "displayName": f"{alias.name} ({shown})"}
 
 
 def model_id(native: dict[str, Any]) -> str:

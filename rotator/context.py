@@ -21,7 +21,10 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
     attempts: int = 0
+    # The Gemini model called, counted and marked; the name the client sent, when an alias
+    # (rotator.aliases) mapped it to another.
     model: str = ""
+    requested_model: str = ""
     credential: CredentialView | None = None
     status: int = 0
     usage: tuple[int, int, int] | None = None

@@ -31,6 +31,7 @@ def attempt_count(
             credential_id=credential.id if credential else None,
             credential_label=credential.display_name if credential else "",
             model=ctx.model,
+            requested_model=ctx.requested_model or ctx.model,
             success=success,
             rate_limited=rate_limited,
             prompt_tokens=prompt,

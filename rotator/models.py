@@ -6,6 +6,7 @@ that Redis is rebuilt from after a restart.
 """
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 
 from rotator.selection import Strategy
@@ -138,3 +139,65 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.response_id} of {self.user}"
+
+
+# Letters, digits, '.', '_', '-' as in model names, and '*' for "any run of characters".
+ALIAS_NAME_PATTERN = r"^[A-Za-z0-9._*\-]{1,128}$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
+
+
+class ModelAlias(models.Model):
+    """A client model name (or a `*` pattern) that is served by a Gemini model: for every
+    user (no user) or for one user, whose own aliases win (rotator.aliases says the rule)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="model_aliases",
+        help_text="Empty: a global alias, for every user.",
+    )
+    name = models.CharField(
+        max_length=128,
+        validators=[RegexValidator(ALIAS_NAME_PATTERN, "Letters, digits, '.', '_', '-' and '*'.")],
+        help_text="The name clients send, e.g. claude-sonnet-4-5, or a pattern with '*' "
+        "(claude-*-haiku-*).",
+    )
+    target = models.CharField(
+        max_length=128,
+        validators=[RegexValidator(MODEL_NAME_PATTERN, "A Gemini model id, without '*'.")],
+        help_text="The Gemini model that serves it, e.g. gemini-2.5-pro.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user_id", "name"]
+        verbose_name = "model alias"
+        verbose_name_plural = "model aliases"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "name"],
+                condition=models.Q(user__isnull=False),
+                name="model_alias_unique_per_user",
+                violation_error_message="This user already has an alias with this name.",
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(user__isnull=True),
+                name="model_alias_unique_global",
+                violation_error_message="A global alias with this name already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.user if self.user_id else "everyone"
+        return f"{self.name} → {self.target} ({owner})"
+
+
+class AliasState(models.Model):
+    """One row: the version of the alias table, bumped on every change to any alias."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=1)

@@ -196,11 +196,13 @@ async def generate(
     openai_path: str | None = None,
     openai_document: dict[str, Any] | None = None,
     client_wants_usage: bool = False,
+    client_model: str | None = None,
 ) -> HttpResponse | StreamingHttpResponse:
     """Serves one generate request in any dialect: the codec's pivot through the loop, the
     answer back through the codec. `openai_path` and `openai_document` offer the
     OpenAI-compatible shortcut (the client's body, as the codec prepared it) to API-key
-    credentials. Tool calls in the answer get short ids whose signatures are kept."""
+    credentials. Tool calls in the answer get short ids whose signatures are kept. `model` is
+    the Gemini model called; `client_model` (default `model`) the name the answer shows."""
     ctx.model = model
     pivot = _pivot_of(codec, body)
     restored: list[dict[str, Any]] = []
@@ -226,7 +228,7 @@ async def generate(
         # Only pivot answers are encoded, and their pivot has been built by then.
         return ReplyMeta(
             request_id=ctx.request_id,
-            model=model,
+            model=client_model or model,
             created=int(time.time()),
             backend=backend,
             state={**pivot().state, **(state or {})},

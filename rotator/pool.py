@@ -305,12 +305,19 @@ async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyVi
     return key
 
 
-def model_check(*, key: KeyView, model: str) -> None:
-    """Raises ModelNotAllowed when the key is limited to other models."""
-    if key.allowed_models and model_bare(model) not in key.allowed_models:
-        raise ModelNotAllowed(
-            f"This API key may not use model '{model_bare(model)}'.", code="model_not_allowed"
-        )
+def model_check(*, key: KeyView, model: str, requested: str | None = None) -> None:
+    """Raises ModelNotAllowed when the key is limited to other models. A key's allowed models
+    name Gemini models (`model`, what is called); the alias a client sent (`requested`) is
+    accepted too when it is listed itself."""
+    allowed = key.allowed_models
+    if not allowed or model_bare(model) in allowed:
+        return
+    if requested is not None and model_bare(requested) in allowed:
+        return
+    raise ModelNotAllowed(
+        f"This API key may not use model '{model_bare(requested or model)}'.",
+        code="model_not_allowed",
+    )
 
 
 def _retry_after_seconds(until_ms: int, now: datetime) -> int:

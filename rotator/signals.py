@@ -1,4 +1,5 @@
-"""Any saved or deleted credential, key or pool setting invalidates that pool everywhere.
+"""Any saved or deleted credential, key or pool setting invalidates that pool everywhere;
+any saved or deleted model alias, the alias table everywhere.
 
 Signals rather than explicit calls because admin forms, the REST API and commands all save
 these models; bulk `update()` calls (counters, tokens) deliberately do not fire them. They
@@ -11,7 +12,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from accounts.models import ApiKey, Credential
-from rotator.models import PoolState
+from rotator.aliases import aliases_invalidate
+from rotator.models import ModelAlias, PoolState
 from rotator.pool import pool_invalidate
 
 
@@ -28,3 +30,8 @@ def pool_changed(sender: type, instance: Credential | ApiKey, **kwargs: Any) -> 
 def pool_settings_changed(sender: type, instance: PoolState, created: bool, **kwargs: Any) -> None:
     if not created:
         pool_invalidate(user_id=instance.user_id)
+
+
+@receiver([post_save, post_delete], sender=ModelAlias)
+def alias_changed(sender: type, instance: ModelAlias, **kwargs: Any) -> None:
+    aliases_invalidate()

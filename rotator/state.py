@@ -8,6 +8,7 @@ database whenever it has lost it (a restart), because a missing order version re
 """
 
 import asyncio
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,10 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
-from rotator.models import FailureWindow, KeyRateWindow, Mark, PoolState
+from rotator.models import AliasState, FailureWindow, KeyRateWindow, Mark, PoolState
 from rotator.selection import NonePicked, Picked, Strategy, credential_choose
 
 
@@ -84,6 +86,10 @@ class StateBackend(Protocol):
     async def pool_version(self, *, user_id: int) -> int | None: ...
 
     def pool_invalidate(self, *, user_id: int) -> None: ...
+
+    async def aliases_version(self) -> int: ...
+
+    def aliases_invalidate(self) -> None: ...
 
     def cursor_advance(self, *, user_id: int, by: int) -> int: ...
 
@@ -262,6 +268,14 @@ class DatabaseState:
     def pool_invalidate(self, *, user_id: int) -> None:
         PoolState.objects.filter(user_id=user_id).update(version=F("version") + 1)
 
+    async def aliases_version(self) -> int:
+        from rotator.orm import orm_call
+
+        return await orm_call(_aliases_version_read)()
+
+    def aliases_invalidate(self) -> None:
+        _aliases_version_bump()
+
     def cursor_advance(self, *, user_id: int, by: int) -> int:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(PoolState.objects.values_list("cursor", flat=True).get(user_id=user_id))
@@ -290,6 +304,29 @@ class DatabaseState:
             cursor.execute("SELECT 1")
             row: tuple[int] | None = cursor.fetchone()
             return row == (1,)
+
+
+def _aliases_version_read() -> int:
+    row = AliasState.objects.filter(id=1).values_list("version", flat=True).first()
+    return 0 if row is None else int(row)
+
+
+def _aliases_version_bump() -> int:
+    """Raises the durable alias version (creating its row) and returns the new value.
+
+    Microseconds since the epoch, or one more than before if that is higher: a version never
+    repeats even when the row is lost (a restored database), so no process keeps a stale
+    table that happens to carry the same number.
+    """
+    now_us = int(time.time() * 1_000_000)
+    raised = Greatest(F("version") + 1, Value(now_us))
+    if not AliasState.objects.filter(id=1).update(version=raised):
+        try:
+            with transaction.atomic():
+                AliasState.objects.create(id=1, version=now_us)
+        except IntegrityError:  # another process created it first: raise theirs
+            AliasState.objects.filter(id=1).update(version=raised)
+    return _aliases_version_read()
 
 
 # ------------------------------------------------------------------------------ Redis backend
@@ -391,6 +428,18 @@ def state_key(*parts: object) -> str:
     """Every Redis key Rotator uses is built here, under STATE_KEY_PREFIX."""
     return ":".join([settings.STATE_KEY_PREFIX, *(str(part) for part in parts)])
 
+
+# KEYS: 1 a counter. ARGV: 1 a value. Sets the counter to the value only if that raises it;
+# returns the counter.
+_MAX_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local value = tonumber(ARGV[1])
+if value > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return value
+end
+return current
+"""
 
 # Connections per process and loop to Redis, and how long a request waits for a free one.
 _REDIS_CONNECTIONS = 64
@@ -516,6 +565,26 @@ class RedisState:
         # Every process's next pick now reads as stale and reloads from the database. Only
         # after commit: a reload before it would read the old rows under the new version.
         transaction.on_commit(lambda: self._sync.hdel(state_key("pool", user_id), "ov"))
+
+    async def aliases_version(self) -> int:
+        client = self._client()
+        value = await client.get(state_key("aliases", "version"))
+        if value is not None:
+            return int(value)
+        # Lost (a Redis restart, or never set): the database holds the durable version.
+        from rotator.orm import orm_call
+
+        durable = await orm_call(_aliases_version_read)()
+        return int(await client.eval(_MAX_LUA, 1, state_key("aliases", "version"), durable))
+
+    def aliases_invalidate(self) -> None:
+        version = _aliases_version_bump()
+        # Only after commit, as for pools: a reload before it would read the old aliases under
+        # the new version. Raised only (max): a reader that read the old durable version
+        # before this change must not put it back.
+        transaction.on_commit(
+            lambda: self._sync.eval(_MAX_LUA, 1, state_key("aliases", "version"), version)
+        )
 
     def cursor_advance(self, *, user_id: int, by: int) -> int:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)

@@ -32,7 +32,7 @@ from common.errors import (
     StateUnavailable,
 )
 from common.naming import bearer_token, model_bare
-from rotator import catalog, pipeline, pool, stored_responses, throttle
+from rotator import aliases, catalog, pipeline, pool, stored_responses, throttle
 from rotator.codecs import anthropic_messages, gemini_native, openai_chat, openai_responses
 from rotator.codecs.base import CodecError
 from rotator.context import RequestContext, request_log
@@ -197,6 +197,16 @@ def _model_name(value: Any, *, param: str | None) -> str:
     return name
 
 
+async def _model_route(ctx: RequestContext, *, requested: str) -> str:
+    """Returns the Gemini model that serves `requested` for this key (its alias, or the name
+    itself) and records both on `ctx`. Raises ModelNotAllowed when the key may not use it."""
+    model = await aliases.model_resolve(user_id=ctx.key.user_id, requested=requested)
+    ctx.model = model
+    ctx.requested_model = requested
+    pool.model_check(key=ctx.key, model=model, requested=requested)
+    return model
+
+
 # --------------------------------------------------------------------------- OpenAI dialect
 
 
@@ -204,13 +214,12 @@ def _model_name(value: Any, *, param: str | None) -> str:
 async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
     ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
+    requested = _model_name(body.get("model"), param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
     chat_request_check(body)
-    # Recorded only once allowed: a refused name must not become a usage row or a label.
-    pool.model_check(key=ctx.key, model=model)
+    model = await _model_route(ctx, requested=requested)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object.", param="stream_options")
@@ -222,18 +231,22 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
     # The deprecated `functions` form is translated on every credential, so that it is answered
     # in its own shape (`function_call`) whichever kind serves it.
     legacy_functions = body.get("functions") is not None and not body.get("tools")
+    # An aliased request takes the translated path: Google's OpenAI endpoint would answer
+    # with the Gemini model's name, and the client must see the name it sent.
+    shortcut = model == requested and not legacy_functions
     return await pipeline.generate(
         ctx,
         codec=openai_chat,
         body=body,
         model=model,
+        client_model=requested,
         stream=stream,
-        openai_path=None if legacy_functions else "chat/completions",
-        openai_document=None
-        if legacy_functions
-        else openai_chat.passthrough_body(
+        openai_path="chat/completions" if shortcut else None,
+        openai_document=openai_chat.passthrough_body(
             body, model=model, stream=stream, client_wants_usage=client_wants_usage
-        ),
+        )
+        if shortcut
+        else None,
         client_wants_usage=client_wants_usage,
     )
 
@@ -242,14 +255,15 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
 async def responses_create(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
     ctx = await _context(request, dialect=openai_responses.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
-    pool.model_check(key=ctx.key, model=model)
+    requested = _model_name(body.get("model"), param="model")
+    model = await _model_route(ctx, requested=requested)
     items = await stored_responses.conversation_continue(body=body, user_id=ctx.key.user_id)
     response = await pipeline.generate(
         ctx,
         codec=openai_responses,
         body={**body, "model": model, "input": items},
         model=model,
+        client_model=requested,
         stream=bool(body.get("stream", False)),
     )
     if body.get("store", True) is False:
@@ -274,10 +288,10 @@ async def response_retrieve(
 async def embeddings(request: HttpRequest, *, request_id: str) -> HttpResponseBase:
     ctx = await _context(request, dialect=openai_chat.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
+    requested = _model_name(body.get("model"), param="model")
     if "input" not in body:
         raise BadRequest("'input' is required.", param="input")
-    pool.model_check(key=ctx.key, model=model)
+    model = await _model_route(ctx, requested=requested)
     return await pipeline.openai_embeddings(ctx, model=model, body={**body, "model": model})
 
 
@@ -348,13 +362,15 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
         supported = ", ".join(sorted(SUPPORTED_METHODS))
         raise NotFound(f"Unknown method '{method}'. Supported: {supported}.", code="unknown_method")
     body = _json_body(request)
-    pool.model_check(key=ctx.key, model=model)
+    requested = model
+    model = await _model_route(ctx, requested=requested)
     if method in GENERATE_METHODS:
         return await pipeline.generate(
             ctx,
             codec=gemini_native,
             body=body,
             model=model,
+            client_model=requested,
             stream=method == "streamGenerateContent",
             state={"sse": request.GET.get("alt") == "sse"},
         )
@@ -376,13 +392,14 @@ async def anthropic_messages_create(request: HttpRequest, *, request_id: str) ->
     """POST /v1/messages (Claude Code adds ?beta=true, which routing ignores)."""
     ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
-    pool.model_check(key=ctx.key, model=model)
+    requested = _model_name(body.get("model"), param="model")
+    model = await _model_route(ctx, requested=requested)
     return await pipeline.generate(
         ctx,
         codec=anthropic_messages,
         body={**body, "model": model},
         model=model,
+        client_model=requested,
         stream=body.get("stream") is True,
     )
 
@@ -392,8 +409,8 @@ async def anthropic_count_tokens(request: HttpRequest, *, request_id: str) -> Ht
     """POST /v1/messages/count_tokens, answered by Gemini's countTokens."""
     ctx = await _context(request, dialect=anthropic_messages.NAME, request_id=request_id)
     body = _json_body(request)
-    model = _model_name(body.get("model"), param="model")
-    pool.model_check(key=ctx.key, model=model)
+    requested = _model_name(body.get("model"), param="model")
+    model = await _model_route(ctx, requested=requested)
     try:
         _, count_body = anthropic_messages.count_tokens_request({**body, "model": model})
     except CodecError as exc:

@@ -30,10 +30,17 @@ class UsageCounterAdmin(ReadOnlyAdmin):
         "api_key",
         "credential_label",
         "model",
+        "requested_model",
         *UsageCounter.COUNT_FIELDS,
     )
     list_filter = ("day", "model", "user")
-    search_fields = ("model", "credential_label", "user__username", "api_key__name")
+    search_fields = (
+        "model",
+        "requested_model",
+        "credential_label",
+        "user__username",
+        "api_key__name",
+    )
     list_select_related = ("user", "api_key")
     date_hierarchy = "day"
     # `bucket` is the counter's internal natural key; the columns above say the same.

@@ -5,7 +5,7 @@ from django.db import models
 
 
 class UsageCounter(models.Model):
-    """Counts for one (quota day, API key, credential, model).
+    """Counts for one (quota day, API key, credential, model, requested model).
 
     `bucket` is the natural key as one string so that one portable
     INSERT ... ON CONFLICT (bucket) adds to it atomically on PostgreSQL and SQLite alike;
@@ -30,7 +30,12 @@ class UsageCounter(models.Model):
     api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.SET_NULL)
     credential = models.ForeignKey("accounts.Credential", null=True, on_delete=models.SET_NULL)
     credential_label = models.CharField(max_length=250, blank=True)
-    model = models.CharField(max_length=200)
+    model = models.CharField(max_length=200, help_text="The Gemini model called.")
+    requested_model = models.CharField(
+        max_length=200,
+        default="",
+        help_text="The name the client asked for (an alias of `model`, or the same name).",
+    )
     requests = models.BigIntegerField(default=0)
     successes = models.BigIntegerField(default=0)
     failures = models.BigIntegerField(default=0)

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
@@ -113,9 +113,26 @@ def stat_dashboard(*, user_id: int, now: datetime) -> dict[str, Any]:
             UsageCounter.objects.filter(user_id=user_id, day=today).aggregate(**_sums())
         ),
         "keys": _keys_usage(user_id=user_id, today=today, now=now),
+        "aliased": _aliased_usage(user_id=user_id, today=today),
         **grid,
         "series": _series(user_id=user_id, today=today),
     }
+
+
+def _aliased_usage(*, user_id: int, today: date) -> list[dict[str, Any]]:
+    """Today's requests that an alias served: the name asked for, the Gemini model used."""
+    rows = (
+        UsageCounter.objects.filter(user_id=user_id, day=today)
+        .exclude(requested_model=F("model"))
+        .exclude(requested_model="")
+        .values("requested_model", "model")
+        .annotate(**_sums())
+        .order_by("requested_model", "model")
+    )
+    return [
+        {"requested_model": row["requested_model"], "model": row["model"], **_numbers(row)}
+        for row in rows
+    ]
 
 
 def _grid(*, user_id: int, today: date, now: datetime) -> dict[str, Any]:

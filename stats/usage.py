@@ -29,7 +29,7 @@ logger = logging.getLogger("stats.usage")
 _FIELDS = UsageCounter.COUNT_FIELDS
 
 
-_BucketKey = tuple[date, int, int | None, int | None, str]
+_BucketKey = tuple[date, int, int | None, int | None, str, str]
 
 
 class UsageBuffer:
@@ -42,7 +42,14 @@ class UsageBuffer:
         self._key_used: dict[int, datetime] = {}
 
     def add(self, event: UsageEvent, *, at: datetime) -> None:
-        bucket = (event.day, event.user_id, event.api_key_id, event.credential_id, event.model)
+        bucket = (
+            event.day,
+            event.user_id,
+            event.api_key_id,
+            event.credential_id,
+            event.model,
+            event.requested_model or event.model,
+        )
         with self._lock:
             counts = self._counts.get(bucket)
             if counts is None:
@@ -170,19 +177,25 @@ async def usage_flush_async() -> int:
 def _batch_write(batch: UsageBatch) -> None:
     table = UsageCounter._meta.db_table
     columns = ", ".join(_FIELDS)
-    values = ", ".join(["%s"] * (7 + len(_FIELDS)))
+    values = ", ".join(["%s"] * (8 + len(_FIELDS)))
     additions = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in _FIELDS)
     # Both PostgreSQL and SQLite (3.24+) add to the stored row atomically here.
     sql = (
         f"INSERT INTO {table} (bucket, day, user_id, api_key_id, credential_id, "
-        f"credential_label, model, {columns}) VALUES ({values}) "
+        f"credential_label, model, requested_model, {columns}) VALUES ({values}) "
         f"ON CONFLICT (bucket) DO UPDATE SET {additions}"
     )
     rows: list[list[Any]] = []
-    for (day, user_id, api_key_id, credential_id, model), counts in batch.counts.items():
+    for key, counts in batch.counts.items():
+        day, user_id, api_key_id, credential_id, model, requested = key
         bucket = f"{day.isoformat()}|{api_key_id or 0}|{credential_id or 0}|{model}"
+        if requested != model:
+            # Only aliased rows carry the requested name: other buckets keep the key they had.
+            bucket += f"|{requested}"
         label = batch.labels.get(credential_id, "") if credential_id else ""
-        rows.append([bucket, day, user_id, api_key_id, credential_id, label, model, *counts])
+        rows.append(
+            [bucket, day, user_id, api_key_id, credential_id, label, model, requested, *counts]
+        )
     with transaction.atomic():
         existing_credentials = set(
             Credential.objects.filter(id__in=batch.credential_requests).values_list("id", flat=True)

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Credential
 from common import clock
-from rotator.models import Mark
+from rotator.models import Mark, ModelAlias
 
 MASTER = "master-key-for-tests-0123456789"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -58,6 +58,7 @@ def _url(path: str, alice, bob, charlie) -> str:
         "keys": charlie.api_key.id,
         "credentials": bob.credentials[0].id,
         "marks": mark.id,
+        "aliases": ModelAlias.objects.create(name="claude-x-*", target="gemini-2.5-pro").id,
     }
     return path.replace("{id}", str(ids.get(path.split("/")[2], 0)))
 

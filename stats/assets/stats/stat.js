@@ -81,6 +81,12 @@
     $("keys").innerHTML = `<thead><tr><th>Name</th><th>Key</th><th>Requests</th><th>✓</th>
       <th>✗</th><th>Tokens</th></tr></thead><tbody>${rows.join("") ||
       '<tr><td colspan="6" class="muted">No API keys.</td></tr>'}</tbody>`;
+    const aliased = data.aliased.map((a) => `<tr><td><code>${esc(a.requested_model)}</code></td>
+        <td><code>${esc(a.model)}</code></td><td class="n">${num(a.requests)}</td>
+        <td class="n">${num(a.total_tokens)}</td></tr>`);
+    $("aliased").innerHTML = `<thead><tr><th>Asked for</th><th>Served by</th><th>Requests</th>
+      <th>Tokens</th></tr></thead><tbody>${aliased.join("") ||
+      '<tr><td colspan="4" class="muted">No aliased requests today.</td></tr>'}</tbody>`;
   }
 
   function tick() {
