@@ -31,9 +31,9 @@ from accounts.forms import (
 )
 from accounts.models import ApiKey, Credential
 from common import clock
-from rotator import credentials
+from rotator import credentials, quota
 from rotator.admin import ChangedFieldsOnly, pools_rotate, until_text
-from rotator.models import Mark, UpstreamErrorLog
+from rotator.models import Mark, QuotaReading, UpstreamErrorLog
 from rotator.pool import marks_clear
 from stats.admin import requests_on
 
@@ -333,6 +333,7 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
         "status",
         "cooldowns",
         "usage_today",
+        "quota_left",
         "last_error",
         "last_error_at",
         "last_used_at",
@@ -350,7 +351,7 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
         "oauth_client_secret_encrypted",
     )
     inlines = (RecentErrorsInline,)
-    actions = ("enable", "disable", "clear_cooldowns", "check_upstream")
+    actions = ("enable", "disable", "clear_cooldowns", "check_upstream", "read_quota")
     change_form_template = "admin/accounts/credential/change_form.html"
     change_list_template = "admin/accounts/credential/change_list.html"
 
@@ -377,6 +378,7 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
                         "status",
                         "cooldowns",
                         "usage_today",
+                        "quota_left",
                         "last_error",
                         "last_error_at",
                         "last_used_at",
@@ -423,6 +425,19 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     @admin.display(description="requests today", ordering="today")
     def usage_today(self, obj: Credential) -> int:
         return int(getattr(obj, "today", 0))
+
+    @admin.display(description="quota left (as Google reported it)")
+    def quota_left(self, obj: Credential) -> str:
+        now = clock.now()
+        readings = obj.quota_readings.filter(source=QuotaReading.Source.REPORTED).order_by("model")
+        parts = []
+        for reading in readings:
+            left = (
+                "?" if reading.remaining_fraction is None else f"{reading.remaining_fraction:.0%}"
+            )
+            reset = f", resets {until_text(reading.reset_at, now=now)}" if reading.reset_at else ""
+            parts.append(f"{reading.model}: {left}{reset}")
+        return "; ".join(parts) or "-"
 
     @admin.display(description="last error", ordering="last_error_at")
     def last_error_short(self, obj: Credential) -> str:
@@ -538,5 +553,12 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     def check_upstream(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         for credential in queryset:
             result = credentials.credential_check(credential=credential, now=clock.now())
+            level = messages.SUCCESS if result.ok else messages.WARNING
+            self.message_user(request, f"{credential.display_name}: {result.summary}", level)
+
+    @admin.action(description="Read remaining quota (OAuth accounts)", permissions=["change"])
+    def read_quota(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
+        for credential in queryset:
+            result = quota.credential_quota_fetch(credential=credential, now=clock.now())
             level = messages.SUCCESS if result.ok else messages.WARNING
             self.message_user(request, f"{credential.display_name}: {result.summary}", level)

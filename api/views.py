@@ -44,8 +44,9 @@ from api.serializers import (
 from common import clock
 from common.errors import RotatorError
 from rotator.credentials import credential_check, credentials_enable
-from rotator.models import Mark
+from rotator.models import Mark, QuotaReading
 from rotator.pool import marks_clear, pool_rotate
+from rotator.quota import credential_quota_fetch
 from rotator.render import openai_error_response
 from stats.models import UsageCounter
 
@@ -454,6 +455,19 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
     class MarksClearOutput(serializers.Serializer[Any]):
         cleared = serializers.IntegerField(read_only=True)
 
+    class QuotaBucketOutput(serializers.Serializer[Any]):
+        model = serializers.CharField(read_only=True)
+        remaining_fraction = serializers.FloatField(read_only=True, allow_null=True)
+        remaining_amount = serializers.IntegerField(read_only=True, allow_null=True)
+        token_type = serializers.CharField(read_only=True)
+        reset_at = serializers.DateTimeField(read_only=True, allow_null=True)
+        fetched_at = serializers.DateTimeField(read_only=True)
+
+    class QuotaOutput(serializers.Serializer[Any]):
+        ok = serializers.BooleanField(read_only=True)
+        message = serializers.CharField(read_only=True)
+        buckets = serializers.ListField(child=serializers.DictField(), read_only=True)
+
     def get_queryset(self) -> Any:
         if self.action == "list":
             return api_selectors.credentials_list(**self.filters())
@@ -556,6 +570,20 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         with transaction.atomic():
             cleared = marks_clear(credential_ids=[credential.id])
         return Response(self.MarksClearOutput({"cleared": cleared}).data)
+
+    @extend_schema(request=None, responses=QuotaOutput)
+    @action(detail=True, methods=["post"], required_permission="accounts.change_credential")
+    def quota(self, request: Request, pk: str) -> Response:
+        """Reads a Gemini CLI OAuth account's remaining quota per model from Code Assist now,
+        stores it (as the beat task does every QUOTA_FETCH_MINUTES) and returns it. API keys
+        have no such endpoint: `ok` is false and /stat shows an estimate instead."""
+        credential = self.get_object()
+        # No transaction around it: it waits on the network; the core writes in its own.
+        result = credential_quota_fetch(credential=credential, now=clock.now())
+        readings = credential.quota_readings.filter(source=QuotaReading.Source.REPORTED)
+        buckets = self.QuotaBucketOutput(readings.order_by("model"), many=True).data
+        output = {"ok": result.ok, "message": result.message, "buckets": buckets}
+        return Response(self.QuotaOutput(output).data)
 
 
 # ---------------------------------------------------------------------------------- marks

@@ -314,6 +314,8 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
+# How often beat reads Code Assist's remaining quota of each OAuth account (one small call each).
+QUOTA_FETCH_MINUTES = env_int("QUOTA_FETCH_MINUTES", 15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # Every minute: refresh OAuth access tokens that expire within 10 minutes.
     "tokens-refresh": {
@@ -333,6 +335,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rotator.tasks.credentials_recheck_task",
         "schedule": INVALID_RECHECK_MINUTES * 60.0,
         "options": {"expires": INVALID_RECHECK_MINUTES * 60.0 - 10},
+    },
+    # Every QUOTA_FETCH_MINUTES (default 15): read OAuth accounts' remaining quota for /stat.
+    "quotas-fetch": {
+        "task": "rotator.tasks.quotas_fetch_task",
+        "schedule": QUOTA_FETCH_MINUTES * 60.0,
+        "options": {"expires": QUOTA_FETCH_MINUTES * 60.0 - 10},
     },
 }
 

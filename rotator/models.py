@@ -5,6 +5,8 @@ With REDIS_URL set, the hot copies of cursors, marks and rate windows live in Re
 that Redis is rebuilt from after a restart.
 """
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -58,6 +60,9 @@ class Mark(models.Model):
     reason = models.CharField(max_length=20, choices=Reason.choices)
     until = models.DateTimeField(db_index=True)
     message = models.TextField(blank=True, help_text="Upstream's own words, secrets redacted.")
+    quota_value = models.BigIntegerField(
+        null=True, blank=True, help_text="The limit Google stated in the 429 (quotaValue)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -126,3 +131,50 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.response_id} of {self.user}"
+
+
+class QuotaReadingQuerySet(models.QuerySet["QuotaReading"]):
+    def limit_remember(self, *, credential_id: int, model: str, limit: int, now: datetime) -> None:
+        """Keeps the daily limit Google stated for (credential, model); the newest wins."""
+        self.update_or_create(
+            credential_id=credential_id,
+            model=model,
+            source=QuotaReading.Source.LIMIT_SEEN,
+            defaults={"limit": limit, "fetched_at": now},
+        )
+
+
+class QuotaReading(models.Model):
+    """What is left of one (credential, model) quota: Code Assist's own figures for an OAuth
+    account (retrieveUserQuota), or for an API key only the daily limit Google stated in a
+    429 (`limit`), from which /stat estimates what is left."""
+
+    class Source(models.TextChoices):
+        REPORTED = "reported", "Reported by Google"
+        LIMIT_SEEN = "limit_seen", "Limit seen in a 429"
+
+    credential = models.ForeignKey(
+        "accounts.Credential", on_delete=models.CASCADE, related_name="quota_readings"
+    )
+    model = models.CharField(max_length=200)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    # 0-1; Code Assist may send only this, or only the amount.
+    remaining_fraction = models.FloatField(null=True, blank=True)
+    remaining_amount = models.BigIntegerField(null=True, blank=True)
+    limit = models.BigIntegerField(null=True, blank=True)
+    token_type = models.CharField(max_length=40, blank=True)
+    reset_at = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField()
+
+    objects = QuotaReadingQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credential", "model", "source"], name="quota_reading_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        left = "?" if self.remaining_fraction is None else f"{self.remaining_fraction:.0%}"
+        return f"{self.credential} / {self.model}: {left} left"

@@ -29,7 +29,7 @@ from common.errors import (
 )
 from common.naming import model_bare
 from rotator.classify import Outcome, Verdict
-from rotator.models import Mark, PoolState, UpstreamErrorLog
+from rotator.models import Mark, PoolState, QuotaReading, UpstreamErrorLog
 from rotator.orm import orm_call
 from rotator.selection import NonePicked, Picked, Strategy, first_in_line
 from rotator.state import (
@@ -477,20 +477,25 @@ def _marks_write(
         # A later deadline wins: a short rate limit never shortens a daily-quota mark.
         updated = Mark.objects.filter(
             credential_id=credential_id, model=model, until__lt=until
-        ).update(reason=reason, until=until, message=message)
-        if updated:
-            continue
-        try:
-            with transaction.atomic():
-                Mark.objects.create(
-                    credential_id=credential_id,
-                    model=model,
-                    reason=reason,
-                    until=until,
-                    message=message,
-                )
-        except IntegrityError:
-            pass  # an equal or later mark is already there
+        ).update(reason=reason, until=until, message=message, quota_value=verdict.quota_value)
+        if not updated:
+            try:
+                with transaction.atomic():
+                    Mark.objects.create(
+                        credential_id=credential_id,
+                        model=model,
+                        reason=reason,
+                        until=until,
+                        message=message,
+                        quota_value=verdict.quota_value,
+                    )
+            except IntegrityError:
+                pass  # an equal or later mark is already there
+        if reason == Mark.Reason.QUOTA_EXHAUSTED and verdict.quota_value:
+            # Outlives the mark (the daily reset deletes it): /stat's estimate needs the limit.
+            QuotaReading.objects.limit_remember(
+                credential_id=credential_id, model=model, limit=verdict.quota_value, now=now
+            )
     _error_log_add(credential_id=reporter_id, model=model, status=status, verdict=verdict, now=now)
 
 

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from common import clock
-from rotator import oauth, pool
+from rotator import oauth, pool, quota
 
 
 @shared_task
@@ -21,3 +21,8 @@ def credentials_recheck_task() -> str:
     from rotator.credentials import credentials_recheck
 
     return credentials_recheck(now=clock.now()).summary
+
+
+@shared_task
+def quotas_fetch_task() -> str:
+    return quota.quotas_fetch(now=clock.now()).summary

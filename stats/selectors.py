@@ -7,7 +7,7 @@ A credential is only ever shown by `Credential.secret_mask` and its label.
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -16,7 +16,7 @@ from django.db.models import Count, Q, Sum
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
 from common import clock
-from rotator.models import Mark, PoolState
+from rotator.models import Mark, PoolState, QuotaReading
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 
@@ -113,6 +113,7 @@ def stat_dashboard(*, user_id: int, now: datetime) -> dict[str, Any]:
             UsageCounter.objects.filter(user_id=user_id, day=today).aggregate(**_sums())
         ),
         "keys": _keys_usage(user_id=user_id, today=today, now=now),
+        "quota": quota_groups(user_id=user_id, today=today, now=now),
         **grid,
         "series": _series(user_id=user_id, today=today),
     }
@@ -177,6 +178,97 @@ def _grid(*, user_id: int, today: date, now: datetime) -> dict[str, Any]:
             }
         )
     return {"models": models, "credentials": credentials, "refused": refused}
+
+
+def _bar(
+    *, model: str, fraction: float | None, reset_at: datetime | None, estimate: bool, **extra: Any
+) -> dict[str, Any]:
+    """One quota bar; `fraction` None when Google sent only an amount (no scale to draw)."""
+    if fraction is not None:
+        fraction = min(max(fraction, 0.0), 1.0)
+    return {
+        "model": model,
+        "fraction": fraction,
+        "percent": None if fraction is None else round(fraction * 100),
+        "reset_at": _iso(reset_at),
+        "reset_text": f"{reset_at.astimezone(UTC):%b %d %H:%M} UTC" if reset_at else "",
+        "estimate": estimate,
+        **extra,
+    }
+
+
+def quota_groups(*, user_id: int, today: date, now: datetime) -> list[dict[str, Any]]:
+    """The pool's remaining quota per credential and model, credentials grouped by Google
+    Cloud project (Google applies quotas per project; "" groups those without a label).
+
+    OAuth accounts show what Code Assist reported (rotator.quota). API keys show an estimate:
+    the daily limit Google stated in a 429 (quotaValue) minus the requests Rotator counted
+    today that were not refused with a 429, summed over the credentials of the same project,
+    since those share the quota. A credential with neither shows no bars.
+    """
+    readings = QuotaReading.objects.filter(credential__user_id=user_id).order_by("model")
+    reported: dict[int, list[QuotaReading]] = defaultdict(list)
+    limits: dict[int, list[QuotaReading]] = defaultdict(list)
+    for reading in readings:
+        if reading.source == QuotaReading.Source.REPORTED:
+            reported[reading.credential_id].append(reading)
+        else:
+            limits[reading.credential_id].append(reading)
+    credentials = list(Credential.objects.filter(user_id=user_id).order_by("position", "id"))
+    project_of = {c.id: c.project_label or f"#{c.id}" for c in credentials}
+    # Requests today that Google counted against the quota: a 429 refusal is not served.
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    for row in (
+        UsageCounter.objects.filter(user_id=user_id, day=today, credential_id__isnull=False)
+        .values("credential_id", "model")
+        .annotate(requests=Sum("requests"), rate_limited=Sum("rate_limited"))
+    ):
+        project = project_of.get(row["credential_id"], f"#{row['credential_id']}")
+        used[(project, row["model"])] += int(row["requests"] or 0) - int(row["rate_limited"] or 0)
+    reset_at = clock.daily_reset_next(now)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for credential in credentials:
+        bars = [
+            _bar(
+                model=r.model,
+                fraction=r.remaining_fraction,
+                reset_at=r.reset_at,
+                estimate=False,
+                amount=r.remaining_amount,
+                fetched_at=_iso(r.fetched_at),
+            )
+            for r in reported.get(credential.id, [])
+        ]
+        for r in limits.get(credential.id, []):
+            limit = int(r.limit or 0)
+            spent = used.get((project_of[credential.id], r.model), 0)
+            bars.append(
+                _bar(
+                    model=r.model,
+                    fraction=(limit - spent) / limit if limit else 0.0,
+                    reset_at=reset_at,
+                    estimate=True,
+                    used=spent,
+                    limit=limit,
+                    amount=max(limit - spent, 0),
+                )
+            )
+        if not bars:
+            continue
+        groups.setdefault(credential.project_label, []).append(
+            {
+                "id": credential.id,
+                "mask": credential.secret_mask,
+                "label": credential.label,
+                "kind_label": credential.get_kind_display(),
+                "bars": bars,
+            }
+        )
+    # Named projects first, by name; credentials without a project last.
+    return [
+        {"project": project, "credentials": members}
+        for project, members in sorted(groups.items(), key=lambda item: (item[0] == "", item[0]))
+    ]
 
 
 def _credential_state(credential: Credential, marks: dict[str, dict[str, Any]]) -> str:
