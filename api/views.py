@@ -8,6 +8,8 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Model
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -48,6 +50,7 @@ from rotator.models import Mark, QuotaReading
 from rotator.pool import marks_clear, pool_rotate
 from rotator.quota import credential_quota_fetch
 from rotator.render import openai_error_response
+from stats.export import usage_csv, usage_csv_filename, usage_range
 from stats.models import UsageCounter
 
 # ------------------------------------------------------------------------------ plumbing
@@ -699,8 +702,49 @@ class UsageViewSet(mixins.ListModelMixin, ResourceViewSet):
 
     serializer_class = Row
 
+    class ExportInput(serializers.Serializer[Any]):
+        since = serializers.DateField(
+            required=False, help_text="First quota day, inclusive (default: 30 days back)."
+        )
+        until = serializers.DateField(
+            required=False, help_text="Last quota day, inclusive (default: today)."
+        )
+        user = _id_field(required=False)
+
     def get_queryset(self) -> Any:
         return api_selectors.usage_summarize(**self.filters())
+
+    @extend_schema(
+        parameters=[ExportInput],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        required_permission="stats.view_usagecounter",
+        pagination_class=None,
+    )
+    def export(self, request: Request) -> HttpResponse:
+        """Usage as CSV, one row per quota day, API key, credential and model (masked names),
+        for every user or one (`user`). Counts reach the database within USAGE_FLUSH_SECONDS
+        of each request; counters older than USAGE_RETENTION_DAYS are pruned."""
+        serializer = self.ExportInput(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        try:
+            since, until = usage_range(
+                since=serializer.validated_data.get("since"),
+                until=serializer.validated_data.get("until"),
+                today=clock.quota_day(clock.now()),
+            )
+        except ValueError as exc:
+            raise exceptions.ValidationError({"until": [str(exc)]}) from exc
+        csv_text = "".join(
+            usage_csv(user_id=serializer.validated_data.get("user"), since=since, until=until)
+        )
+        response = HttpResponse(csv_text, content_type="text/csv; charset=utf-8")
+        filename = usage_csv_filename(since=since, until=until)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 # ----------------------------------------------------------------- config (Workers dialect)

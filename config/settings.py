@@ -265,6 +265,8 @@ SIGNATURE_MAX_BYTES = env_int("SIGNATURE_MAX_BYTES", 32768, minimum=1024)
 # reach every process at once regardless, through the pool version (rotator.pool).
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=0)
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0, minimum=0.05)
+# Daily usage counters older than this many quota days (today included) are pruned by beat.
+USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90, minimum=1)
 # Database connections per server process used by the proxy path (rotator.orm), plus the few
 # for OAuth refreshes that wait on Google while holding a row lock.
 ORM_THREADS = env_int("ORM_THREADS", 4, minimum=1)
@@ -335,6 +337,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rotator.tasks.credentials_recheck_task",
         "schedule": INVALID_RECHECK_MINUTES * 60.0,
         "options": {"expires": INVALID_RECHECK_MINUTES * 60.0 - 10},
+    },
+    # Every hour: delete usage counters older than USAGE_RETENTION_DAYS (a day at a time
+    # becomes prunable, so hourly is soon enough).
+    "usage-prune": {
+        "task": "stats.tasks.usage_prune_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3500},
     },
     # Every QUOTA_FETCH_MINUTES (default 15): read OAuth accounts' remaining quota for /stat.
     "quotas-fetch": {

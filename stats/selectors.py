@@ -113,7 +113,7 @@ def stat_dashboard(*, user_id: int, now: datetime) -> dict[str, Any]:
             UsageCounter.objects.filter(user_id=user_id, day=today).aggregate(**_sums())
         ),
         "keys": _keys_usage(user_id=user_id, today=today, now=now),
-        "quota": quota_groups(user_id=user_id, today=today, now=now),
+        "quota": quota_groups(user_id=user_id, credentials=grid["credentials"], now=now),
         **grid,
         "series": _series(user_id=user_id, today=today),
     }
@@ -197,34 +197,32 @@ def _bar(
     }
 
 
-def quota_groups(*, user_id: int, today: date, now: datetime) -> list[dict[str, Any]]:
+def quota_groups(
+    *, user_id: int, credentials: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
     """The pool's remaining quota per credential and model, credentials grouped by Google
     Cloud project (Google applies quotas per project; "" groups those without a label).
+    `credentials` are `_grid`'s rows, whose cells hold today's counts.
 
     OAuth accounts show what Code Assist reported (rotator.quota). API keys show an estimate:
     the daily limit Google stated in a 429 (quotaValue) minus the requests Rotator counted
     today that were not refused with a 429, summed over the credentials of the same project,
     since those share the quota. A credential with neither shows no bars.
     """
-    readings = QuotaReading.objects.filter(credential__user_id=user_id).order_by("model")
     reported: dict[int, list[QuotaReading]] = defaultdict(list)
     limits: dict[int, list[QuotaReading]] = defaultdict(list)
-    for reading in readings:
+    for reading in QuotaReading.objects.filter(credential__user_id=user_id).order_by("model"):
         if reading.source == QuotaReading.Source.REPORTED:
             reported[reading.credential_id].append(reading)
         else:
             limits[reading.credential_id].append(reading)
-    credentials = list(Credential.objects.filter(user_id=user_id).order_by("position", "id"))
-    project_of = {c.id: c.project_label or f"#{c.id}" for c in credentials}
+    project_of = {c["id"]: c["project"] or f"#{c['id']}" for c in credentials}
     # Requests today that Google counted against the quota: a 429 refusal is not served.
     used: dict[tuple[str, str], int] = defaultdict(int)
-    for row in (
-        UsageCounter.objects.filter(user_id=user_id, day=today, credential_id__isnull=False)
-        .values("credential_id", "model")
-        .annotate(requests=Sum("requests"), rate_limited=Sum("rate_limited"))
-    ):
-        project = project_of.get(row["credential_id"], f"#{row['credential_id']}")
-        used[(project, row["model"])] += int(row["requests"] or 0) - int(row["rate_limited"] or 0)
+    for credential in credentials:
+        for model, cell in credential["cells"].items():
+            spent = int(cell.get("requests", 0)) - int(cell.get("rate_limited", 0))
+            used[(project_of[credential["id"]], model)] += spent
     reset_at = clock.daily_reset_next(now)
     groups: dict[str, list[dict[str, Any]]] = {}
     for credential in credentials:
@@ -237,11 +235,11 @@ def quota_groups(*, user_id: int, today: date, now: datetime) -> list[dict[str, 
                 amount=r.remaining_amount,
                 fetched_at=_iso(r.fetched_at),
             )
-            for r in reported.get(credential.id, [])
+            for r in reported.get(credential["id"], [])
         ]
-        for r in limits.get(credential.id, []):
+        for r in limits.get(credential["id"], []):
             limit = int(r.limit or 0)
-            spent = used.get((project_of[credential.id], r.model), 0)
+            spent = used.get((project_of[credential["id"]], r.model), 0)
             bars.append(
                 _bar(
                     model=r.model,
@@ -255,12 +253,12 @@ def quota_groups(*, user_id: int, today: date, now: datetime) -> list[dict[str, 
             )
         if not bars:
             continue
-        groups.setdefault(credential.project_label, []).append(
+        groups.setdefault(credential["project"], []).append(
             {
-                "id": credential.id,
-                "mask": credential.secret_mask,
-                "label": credential.label,
-                "kind_label": credential.get_kind_display(),
+                "id": credential["id"],
+                "mask": credential["mask"],
+                "label": credential["label"],
+                "kind_label": credential["kind_label"],
                 "bars": bars,
             }
         )
