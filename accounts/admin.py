@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Model, Prefetch, QuerySet
 from django.forms import BaseInlineFormSet, Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -27,6 +27,7 @@ from accounts.forms import (
     ApiKeyChangeForm,
     ApiKeyCreateForm,
     CredentialAddForm,
+    CredentialChangeForm,
     CredentialImportForm,
 )
 from accounts.models import ApiKey, Credential
@@ -334,6 +335,7 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
         "cooldowns",
         "usage_today",
         "quota_left",
+        "proxy_url_mask",
         "last_error",
         "last_error_at",
         "last_used_at",
@@ -345,11 +347,13 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     )
     # Never in a form, editable or not: see the module docstring.
     exclude = (
+        "proxy_url_encrypted",
         "secret_encrypted",
         "secret_digest",
         "access_token_encrypted",
         "oauth_client_secret_encrypted",
     )
+    form = CredentialChangeForm
     inlines = (RecentErrorsInline,)
     actions = ("enable", "disable", "clear_cooldowns", "check_upstream", "read_quota")
     change_form_template = "admin/accounts/credential/change_form.html"
@@ -370,6 +374,10 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
                         "position",
                     )
                 },
+            ),
+            (
+                "Egress proxy",
+                {"fields": ("proxy_url_mask", "proxy_url", "proxy_clear")},
             ),
             (
                 "State",
@@ -397,6 +405,17 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
                 )
             )
         return fieldsets
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        # The proxy is write-only: its form fields are not model fields; they set two that are.
+        proxy_fields = form.proxy_changes()
+        if change:
+            fields = [
+                name for name in form.changed_data if name not in ("proxy_url", "proxy_clear")
+            ]
+            obj.save(update_fields=[*fields, *proxy_fields])
+        else:
+            obj.save()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Credential]:
         now = clock.now()

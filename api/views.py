@@ -21,7 +21,7 @@ from rest_framework.validators import UniqueValidator
 from rest_framework.views import APIView, exception_handler
 
 from accounts.compat import ConfigUpdated, api_key_by_secret, config_update
-from accounts.models import ApiKey, Credential
+from accounts.models import ApiKey, Credential, proxy_url_validate
 from accounts.services import (
     api_key_create,
     api_key_revoke,
@@ -429,6 +429,19 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         position = serializers.IntegerField(
             min_value=0, max_value=POSITIVE_INT_MAX, required=False, help_text="Order in the pool."
         )
+        proxy_url = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            write_only=True,
+            max_length=2000,
+            help_text="Egress proxy for this credential (http://host:3128, "
+            "socks5://user:password@host:1080); empty removes it. Shown only as proxy_url_mask.",
+        )
+
+        def validate_proxy_url(self, value: str) -> str:
+            if value.strip():
+                proxy_url_validate(value.strip())
+            return value.strip()
 
     class ImportInput(serializers.Serializer[Any]):
         user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
@@ -512,11 +525,16 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         credential = self.get_object()
         serializer = self.UpdateInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        fields = list(changes)
+        if "proxy_url" in changes:
+            credential.proxy_url_set(changes.pop("proxy_url"))
+            fields = [*changes, "proxy_url_encrypted", "proxy_url_mask"]
         with transaction.atomic():
-            for name, value in serializer.validated_data.items():
+            for name, value in changes.items():
                 setattr(credential, name, value)
             # Saving fires accounts.signals, which reloads the pool everywhere.
-            credential.save(update_fields=list(serializer.validated_data))
+            credential.save(update_fields=fields)
         return Response(CredentialSerializer(credential).data)
 
     @extend_schema(request=None, responses={204: None})

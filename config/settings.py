@@ -237,6 +237,10 @@ UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS",
 # Long generations (thinking models, big outputs) take minutes between bytes.
 UPSTREAM_READ_TIMEOUT_SECONDS = env_float("UPSTREAM_READ_TIMEOUT_SECONDS", 300.0)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4096, minimum=1)
+# Credentials with their own egress proxy: one pooled client per distinct proxy URL, at most
+# this many per process (the least recently used is closed), each with this many connections.
+UPSTREAM_PROXY_CLIENTS_MAX = env_int("UPSTREAM_PROXY_CLIENTS_MAX", 16, minimum=1)
+UPSTREAM_PROXY_MAX_CONNECTIONS = env_int("UPSTREAM_PROXY_MAX_CONNECTIONS", 100, minimum=1)
 
 # --- Gateway behaviour.
 MASTER_API_KEY = env_str("MASTER_API_KEY", "")

@@ -9,7 +9,7 @@ from common.naming import model_bare
 from rotator import oauth, pool
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
-from rotator.upstream import TRANSPORT_ERRORS, upstream_client
+from rotator.upstream import TRANSPORT_ERRORS, upstream_client_for
 
 
 async def models_list(ctx: RequestContext) -> list[dict[str, Any]]:
@@ -30,7 +30,7 @@ async def _models_fetch(credential: CredentialView) -> list[dict[str, Any]] | No
     if credential.is_oauth:
         return oauth.code_assist_models()
     try:
-        response = await upstream_client().get(
+        response = await upstream_client_for(credential).get(
             f"{settings.GEMINI_UPSTREAM_URL}/models",
             headers={"x-goog-api-key": credential.secret()},
             params={"pageSize": 1000},

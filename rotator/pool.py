@@ -80,6 +80,8 @@ class CredentialView:
     oauth_project_id: str
     oauth_client_id: str
     oauth_client_secret_encrypted: str
+    # Egress proxy (rotator.upstream.upstream_client_for); "" for direct.
+    proxy_url_encrypted: str = field(default="", repr=False)
     _secret: str | None = field(default=None, repr=False)
 
     @property
@@ -147,6 +149,7 @@ def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[st
             "oauth_project_id",
             "oauth_client_id",
             "oauth_client_secret_encrypted",
+            "proxy_url_encrypted",
         )
     )
     credentials = {row["id"]: CredentialView(user_id=user_id, **row) for row in rows}

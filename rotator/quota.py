@@ -15,7 +15,7 @@ from accounts.models import Credential
 from rotator.classify import Outcome, Verdict, upstream_answer_classify
 from rotator.models import QuotaReading
 from rotator.oauth import token_refresh
-from rotator.upstream import upstream_client_sync
+from rotator.upstream import upstream_client_sync_for
 
 logger = logging.getLogger("rotator.quota")
 
@@ -71,7 +71,7 @@ def _quota_request(*, credential: Credential) -> list[Any] | Verdict:
     if isinstance(token, Verdict):
         return token
     try:
-        response = upstream_client_sync().post(
+        response = upstream_client_sync_for(credential).post(
             f"{settings.CODE_ASSIST_UPSTREAM_URL}:retrieveUserQuota",
             headers={"authorization": f"Bearer {token[0]}", "content-type": "application/json"},
             content=orjson.dumps({"project": credential.oauth_project_id}),
