@@ -320,6 +320,30 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
+# --- Alerts: a webhook when a credential becomes invalid or suspended, or a pool has no
+# usable credential for a model. Unset URL: no alerts.
+ALERT_WEBHOOK_URL = (
+    env_url("ALERT_WEBHOOK_URL", "", schemes=("http", "https"))
+    if env_str("ALERT_WEBHOOK_URL", "")
+    else ""
+)
+# Signs each body (X-Rotator-Signature); receivers should refuse unsigned alerts.
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+ALERT_WEBHOOK_FORMAT = env_str("ALERT_WEBHOOK_FORMAT", "json")
+if ALERT_WEBHOOK_FORMAT not in ("json", "slack", "discord"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ALERT_WEBHOOK_FORMAT must be json, slack or discord, got {ALERT_WEBHOOK_FORMAT!r}"
+    )
+# Short: without a broker the delivery runs inline, on the failing request's path.
+ALERT_TIMEOUT_SECONDS = env_float("ALERT_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+ALERT_RETRIES = env_int("ALERT_RETRIES", 5, minimum=0)
+# Deliver through a Celery worker (retries with backoff) when a broker is configured; set it
+# false when no worker runs, and alerts go out inline.
+ALERT_VIA_CELERY = env_bool("ALERT_VIA_CELERY", not CELERY_BROKER_URL.startswith("memory://"))
+ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 30, minimum=1)
+
 # How often beat reads Code Assist's remaining quota of each OAuth account (one small call each).
 QUOTA_FETCH_MINUTES = env_int("QUOTA_FETCH_MINUTES", 15, minimum=1)
 CELERY_BEAT_SCHEDULE = {

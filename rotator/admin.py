@@ -16,7 +16,7 @@ from django.http import HttpRequest
 
 from accounts.models import Credential
 from common import clock
-from rotator.models import KeyRateWindow, Mark, PoolState, UpstreamErrorLog
+from rotator.models import AlertDelivery, KeyRateWindow, Mark, PoolState, UpstreamErrorLog
 from rotator.pool import marks_clear, pool_rotate
 
 
@@ -167,3 +167,20 @@ class KeyRateWindowAdmin(ReadOnlyAdmin):
     list_display = ("api_key", "window", "count", "expires_at")
     search_fields = ("api_key__name", "api_key__prefix", "window")
     list_select_related = ("api_key",)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "event",
+        "user",
+        "credential",
+        "model",
+        "outcome",
+        "attempts",
+        "response_status",
+        "error",
+    )
+    list_filter = ("event", "outcome")
+    search_fields = ("model", "dedupe_key")

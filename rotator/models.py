@@ -178,3 +178,43 @@ class QuotaReading(models.Model):
     def __str__(self) -> str:
         left = "?" if self.remaining_fraction is None else f"{self.remaining_fraction:.0%}"
         return f"{self.credential} / {self.model}: {left} left"
+
+
+class AlertDelivery(models.Model):
+    """One alert sent (or being sent) to the operators' webhook, with its outcome."""
+
+    class Event(models.TextChoices):
+        CREDENTIAL_INVALID = "credential_invalid", "Credential invalid"
+        CREDENTIAL_SUSPENDED = "credential_suspended", "Credential suspended by Google"
+        POOL_EMPTY = "pool_empty", "No usable credential for a model"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Delivered"
+        FAILED = "failed", "Failed"
+
+    event = models.CharField(max_length=30, choices=Event.choices)
+    # One alert per state change: the same key is never sent twice.
+    dedupe_key = models.CharField(max_length=300, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    credential = models.ForeignKey(
+        "accounts.Credential", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    model = models.CharField(max_length=200, blank=True)
+    # What was said, secrets masked (the JSON body before any Slack/Discord shaping).
+    payload = models.JSONField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "alert deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} at {self.created_at:%Y-%m-%d %H:%M}: {self.outcome}"

@@ -28,6 +28,7 @@ from common.errors import (
     PoolEmpty,
 )
 from common.naming import model_bare
+from rotator import alerts
 from rotator.classify import Outcome, Verdict
 from rotator.models import Mark, PoolState, QuotaReading, UpstreamErrorLog
 from rotator.orm import orm_call
@@ -310,6 +311,14 @@ async def credential_pick(
         if refusal:
             raise AuthenticationFailed(refusal, code="invalid_api_key")
         if not snapshot.ordered_ids:
+            if settings.ALERT_WEBHOOK_URL:
+                await orm_call(alerts.pool_empty_alert)(
+                    user_id=key.user_id,
+                    model=model,
+                    version=snapshot.version,
+                    back_at=None,
+                    now=now,
+                )
             raise PoolEmpty(
                 "No upstream credential is available in this pool. An operator must add a "
                 "Gemini API key or OAuth account (admin, /api/credentials or "
@@ -355,6 +364,14 @@ async def credential_pick(
                 retry_after_seconds=retry_after,
             )
         assert isinstance(outcome, NonePicked)
+        if settings.ALERT_WEBHOOK_URL and outcome.soonest_until_ms is not None:
+            await orm_call(alerts.pool_empty_alert)(
+                user_id=key.user_id,
+                model=model,
+                version=snapshot.version,
+                back_at=datetime_of_ms(outcome.soonest_until_ms),
+                now=now,
+            )
         raise _none_available(snapshot=snapshot, model=model, outcome=outcome, now=now)
     raise NoCredentialAvailable(
         "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
@@ -549,6 +566,16 @@ def credential_invalidate(
         # changed again and again, and give up (a 429 to the client).
         user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
         pool_invalidate(user_id=user_id)
+        # Only the report that changed the status alerts: one alert per state change.
+        alerts.alert_raise(
+            event=f"credential_{target}",
+            dedupe_key=f"credential_{target}:{credential_id}:{now.isoformat()}",
+            user_id=user_id,
+            credential_id=credential_id,
+            model="",
+            message=message,
+            now=now,
+        )
     logger.warning("credential %s marked invalid: %s", credential_id, message)
 
 

@@ -1,0 +1,154 @@
+"""Alerts: a signed webhook once per state change when a credential dies or a pool runs dry,
+each delivery recorded; inline without a broker, retried with backoff by Celery."""
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+
+import pytest
+from celery import current_app
+
+from accounts.models import Credential
+from common import clock
+from rotator import alerts
+from rotator.models import AlertDelivery
+from tests.support.receiver import WebhookReceiver
+
+SECRET = "webhook-signing-secret-0001"
+CHAT = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hello"}]}
+
+
+@pytest.fixture
+def receiver(settings) -> Iterator[WebhookReceiver]:
+    alerts.process_alerts_forget()
+    with WebhookReceiver() as running:
+        settings.ALERT_WEBHOOK_URL = running.url
+        settings.ALERT_WEBHOOK_SECRET = SECRET
+        settings.ALERT_WEBHOOK_FORMAT = "json"
+        # No worker runs in tests: inline, as on a server without a broker.
+        settings.ALERT_VIA_CELERY = False
+        yield running
+    alerts.process_alerts_forget()
+
+
+def _signed_correctly(headers: dict[str, str], body: bytes) -> bool:
+    timestamp = headers["x-rotator-timestamp"].encode()
+    expected = hmac.new(SECRET.encode(), timestamp + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers["x-rotator-signature"], f"sha256={expected}")
+
+
+def _only_first_enabled(persona) -> Credential:
+    first, *others = persona.credentials
+    Credential.objects.filter(id__in=[c.id for c in others]).update(enabled=False)
+    return first
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_credential_google_refuses_sends_one_signed_alert(
+    live, http, alice, receiver, fake_gemini
+):
+    first = alice.credentials[0]
+    fake_gemini.behave(first.secret(), "invalid_key")
+    headers = {"authorization": f"Bearer {alice.key}"}
+    for _ in range(4):
+        assert http.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 200
+
+    (alert,) = receiver.received
+    assert _signed_correctly(alert.headers, alert.body)
+    payload = json.loads(alert.body)
+    assert payload["event"] == "credential_invalid"
+    assert payload["credential"] == {"id": first.id, "name": first.display_name}
+    assert "API key not valid" in payload["message"]
+    assert first.secret() not in alert.body.decode()
+    delivery = AlertDelivery.objects.get()
+    assert (delivery.outcome, delivery.attempts, delivery.response_status) == ("sent", 1, 200)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pool_with_no_usable_credential_for_a_model_alerts_once_not_per_request(
+    live, http, alice, receiver, fake_gemini
+):
+    first = _only_first_enabled(alice)
+    fake_gemini.behave(first.secret(), "quota_day", model="gemini-2.5-flash")
+    headers = {"authorization": f"Bearer {alice.key}"}
+    statuses = [
+        http.post("/v1/chat/completions", headers=headers, json=CHAT).status_code for _ in range(5)
+    ]
+    assert statuses == [429] * 5
+    (alert,) = receiver.received
+    payload = json.loads(alert.body)
+    assert (payload["event"], payload["model"]) == ("pool_empty", "gemini-2.5-flash")
+    assert "until" in payload["message"]
+
+
+def test_without_a_broker_a_failing_receiver_is_tried_once_inline_and_recorded(
+    settings, alice, receiver
+):
+    receiver.statuses = [503]
+    delivery = alerts.pool_empty_alert(
+        user_id=alice.user.id, model="", version=1, back_at=None, now=clock.now()
+    )
+    assert delivery is not None
+    delivery.refresh_from_db()
+    assert (delivery.outcome, delivery.attempts, delivery.response_status) == ("failed", 1, 503)
+    assert delivery.error == "receiver answered 503"
+    # The same state again is not a new alert.
+    assert (
+        alerts.pool_empty_alert(
+            user_id=alice.user.id, model="", version=1, back_at=None, now=clock.now()
+        )
+        is None
+    )
+    assert len(receiver.received) == 1
+
+
+def test_celery_retries_a_failed_delivery_until_the_receiver_takes_it(settings, alice, receiver):
+    receiver.statuses = [500, 502]
+    settings.ALERT_VIA_CELERY = True
+    current_app.conf.task_always_eager = True
+    try:
+        delivery = alerts.pool_empty_alert(
+            user_id=alice.user.id, model="", version=7, back_at=None, now=clock.now()
+        )
+    finally:
+        current_app.conf.task_always_eager = False
+    assert delivery is not None
+    delivery.refresh_from_db()
+    assert (delivery.outcome, delivery.attempts, delivery.response_status) == ("sent", 3, 200)
+    assert len(receiver.received) == 3
+    # Each attempt is the same delivery, signed afresh.
+    assert {r.headers["x-rotator-delivery"] for r in receiver.received} == {str(delivery.id)}
+    assert all(_signed_correctly(r.headers, r.body) for r in receiver.received)
+
+
+@pytest.mark.parametrize(("style", "field"), [("slack", "text"), ("discord", "content")])
+def test_slack_and_discord_get_their_own_payload_shape(style, field):
+    payload = {
+        "event": "credential_suspended",
+        "credential": {"id": 3, "name": "team (AIza…x9Qk)"},
+        "model": "",
+        "message": "Terms of Service",
+    }
+    body = json.loads(alerts.alert_body(payload=payload, style=style))
+    assert body == {field: "Rotator: credential suspended (team (AIza…x9Qk)): Terms of Service"}
+
+
+def test_no_alert_is_recorded_without_a_webhook(settings, alice):
+    settings.ALERT_WEBHOOK_URL = ""
+    assert (
+        alerts.pool_empty_alert(
+            user_id=alice.user.id, model="", version=1, back_at=None, now=clock.now()
+        )
+        is None
+    )
+    assert not AlertDelivery.objects.exists()
+
+
+def test_the_admin_lists_deliveries_with_their_outcome(admin_client, alice, receiver):
+    receiver.statuses = [500]
+    alerts.pool_empty_alert(
+        user_id=alice.user.id, model="", version=2, back_at=None, now=clock.now()
+    )
+    page = admin_client.get("/admin/rotator/alertdelivery/").content.decode()
+    assert "No usable credential for a model" in page and "receiver answered 500" in page
