@@ -16,7 +16,7 @@ from django.db.models import Count, Q, Sum
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
 from common import clock
-from rotator.models import Mark, PoolState, QuotaReading
+from rotator.models import AlertDelivery, Mark, PoolState, QuotaReading
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 
@@ -114,6 +114,7 @@ def stat_dashboard(*, user_id: int, now: datetime) -> dict[str, Any]:
         ),
         "keys": _keys_usage(user_id=user_id, today=today, now=now),
         "quota": quota_groups(user_id=user_id, credentials=grid["credentials"], now=now),
+        "alerts": alerts_recent(user_id=user_id),
         **grid,
         "series": _series(user_id=user_id, today=today),
     }
@@ -266,6 +267,30 @@ def quota_groups(
     return [
         {"project": project, "credentials": members}
         for project, members in sorted(groups.items(), key=lambda item: (item[0] == "", item[0]))
+    ]
+
+
+ALERTS_SHOWN = 20
+
+
+def alerts_recent(*, user_id: int) -> list[dict[str, Any]]:
+    """The pool's newest alerts (ALERTS_SHOWN), with how their delivery went."""
+    return [
+        {
+            "at": _iso(alert.created_at),
+            "at_text": f"{alert.created_at.astimezone(UTC):%b %d %H:%M}",
+            "event": alert.event,
+            "event_label": alert.get_event_display(),
+            "credential": (alert.payload.get("credential") or {}).get("name", ""),
+            "model": alert.model,
+            "message": alert.payload.get("message", ""),
+            "outcome": alert.outcome,
+            "attempts": alert.attempts,
+            "error": alert.error,
+        }
+        for alert in AlertDelivery.objects.filter(user_id=user_id).order_by("-created_at")[
+            :ALERTS_SHOWN
+        ]
     ]
 
 

@@ -112,6 +112,7 @@ def stat_page(request: HttpRequest) -> HttpResponse:
         "users": selectors.stat_users() if viewer.sees_every_pool else [],
         "refresh_seconds": 5,
         "retention_days": settings.USAGE_RETENTION_DAYS,
+        "alerts_enabled": bool(settings.ALERT_WEBHOOK_URL),
     }
     return render(request, "stats/stat.html", context)
 

@@ -183,16 +183,69 @@ def test_chromium_reads_the_landing_page_and_follows_it_to_the_stat_sign_in(live
 
 
 QUOTA_SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "stat-quota.png"
+ALERTS_SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "stat-alerts.png"
 
 
-def test_chromium_shows_quota_bars_per_project_with_reset_times_and_labelled_estimates(
-    live, alice, fake_gemini
-):
+def _alerts_seed(persona) -> None:
+    """Three deliveries as rotator.alerts records them: delivered, retried, failed."""
+    from rotator.models import AlertDelivery
+
+    now = clock.now()
+    invalid = persona.credentials[2]
+    rows = [
+        (AlertDelivery.Event.CREDENTIAL_INVALID, invalid, "", invalid.last_error, "sent", 1, ""),
+        (
+            AlertDelivery.Event.POOL_EMPTY,
+            None,
+            "gemini-2.5-flash",
+            "Every credential is rate-limited or exhausted until 08:00 UTC.",
+            "sent",
+            3,
+            "",
+        ),
+        (
+            AlertDelivery.Event.CREDENTIAL_SUSPENDED,
+            persona.credentials[1],
+            "",
+            "This account has been disabled for violating the Terms of Service.",
+            "failed",
+            6,
+            "receiver answered 502",
+        ),
+    ]
+    for minutes, (event, credential, model, message, outcome, attempts, error) in enumerate(rows):
+        AlertDelivery.objects.create(
+            event=event,
+            dedupe_key=f"screenshot:{minutes}",
+            user=persona.user,
+            credential=credential,
+            model=model,
+            payload={
+                "event": event,
+                "credential": (
+                    {"id": credential.id, "name": credential.display_name} if credential else None
+                ),
+                "model": model,
+                "message": message,
+            },
+            outcome=outcome,
+            attempts=attempts,
+            error=error,
+            created_at=now - timedelta(minutes=50 - minutes * 20),
+        )
+
+
+def test_chromium_shows_quota_bars_per_project_and_the_alert_history(live, alice, fake_gemini):
     from rotator.models import QuotaReading
     from rotator.tasks import quotas_fetch_task
     from tests.rotator.test_oauth import oauth_persona
 
     _seed(alice)
+    Credential.objects.filter(id=alice.credentials[2].id).update(
+        last_error="API key not valid. Please pass a valid API key."
+    )
+    alice.credentials[2].refresh_from_db()
+    _alerts_seed(alice)
     # An OAuth account in the same pool, whose quota Code Assist reports.
     olga = oauth_persona("olga", fake_gemini, project_id="olga-project")
     account = olga.credentials[0]
@@ -227,6 +280,11 @@ def test_chromium_shows_quota_bars_per_project_with_reset_times_and_labelled_est
             quota.scroll_into_view_if_needed()
             QUOTA_SCREENSHOT.parent.mkdir(exist_ok=True)
             quota.screenshot(path=str(QUOTA_SCREENSHOT))
+            history = page.locator("#alerts")
+            expect(history.locator("tr.alert-pool_empty")).to_contain_text("after 3 tries")
+            expect(history.locator("td.outcome-failed")).to_contain_text("receiver answered 502")
+            history.screenshot(path=str(ALERTS_SCREENSHOT))
         finally:
             browser.close()
     assert QUOTA_SCREENSHOT.stat().st_size > 10_000
+    assert ALERTS_SCREENSHOT.stat().st_size > 5_000
