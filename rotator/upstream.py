@@ -11,6 +11,7 @@ from collections import OrderedDict
 from functools import lru_cache
 from http.cookiejar import CookieJar, CookiePolicy
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -102,6 +103,16 @@ class HasProxy(Protocol):
 def _proxy_url(credential: HasProxy) -> str:
     encrypted = credential.proxy_url_encrypted
     return decrypt(encrypted) if encrypted else ""
+
+
+def upstream_proxy_secrets(credential: HasProxy) -> tuple[str, ...]:
+    """What of a credential's proxy must be redacted from errors and logs: the URL and its
+    password (a transport error may name either); () without a proxy."""
+    proxy_url = _proxy_url(credential)
+    if not proxy_url:
+        return ()
+    password = urlsplit(proxy_url).password
+    return (proxy_url, password) if password else (proxy_url,)
 
 
 def _proxied_client(proxy_url: str) -> httpx.AsyncClient:

@@ -19,7 +19,12 @@ from rotator.classify import (
 )
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
-from rotator.upstream import TRANSPORT_ERRORS, upstream_client_for, upstream_timeout
+from rotator.upstream import (
+    TRANSPORT_ERRORS,
+    upstream_client_for,
+    upstream_proxy_secrets,
+    upstream_timeout,
+)
 
 # What can end an upstream stream early: the connection, or bytes that are not events.
 STREAM_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, orjson.JSONDecodeError)
@@ -55,7 +60,10 @@ def answer_classify(status: int, body: bytes, credential: CredentialView) -> Ver
 
 def transport_verdict(exc: BaseException, credential: CredentialView) -> Verdict:
     description = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    return transport_error_verdict(description=description, secrets=(credential.secret(),))
+    return transport_error_verdict(
+        description=description,
+        secrets=(credential.secret(), *upstream_proxy_secrets(credential)),
+    )
 
 
 def in_band_error_check(document: Any, payload: bytes, credential: CredentialView) -> None:

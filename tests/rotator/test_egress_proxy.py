@@ -155,3 +155,23 @@ def test_proxied_clients_are_reused_per_url_and_bounded(settings):
         upstream_client_sync_for(_Proxied(encrypt(url)))
     assert upstream_proxied_clients() == urls[1:]
     assert first.is_closed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_proxy_fails_its_credential_without_the_url_reaching_clients_logs_or_stat(
+    live, http, alice, api, caplog, client
+):
+    first = alice.credentials[0]
+    Credential.objects.filter(id__in=[c.id for c in alice.credentials[1:]]).update(enabled=False)
+    # Nothing listens on port 9 of loopback (discard): the proxy is down.
+    dead = "http://rotator:dead-proxy-pass-7@127.0.0.1:9"
+    _proxy_set(api, first, dead)
+    headers = {"authorization": f"Bearer {alice.key}"}
+    with caplog.at_level("DEBUG"):
+        answer = http.post("/v1/chat/completions", headers=headers, json=CHAT)
+    assert answer.status_code in (502, 503)
+    assert client.post("/stat/signin", {"key": alice.key}).status_code == 302
+    seen = [answer.text, caplog.text, client.get("/stat").content.decode()]
+    seen += list(first.error_log.values_list("message", flat=True))
+    for text in seen:
+        assert "dead-proxy-pass-7" not in text and dead not in text
