@@ -339,6 +339,9 @@ if ALERT_WEBHOOK_FORMAT not in ("json", "slack", "discord"):
 # Short: without a broker the delivery runs inline, on the failing request's path.
 ALERT_TIMEOUT_SECONDS = env_float("ALERT_TIMEOUT_SECONDS", 2.0, minimum=0.1)
 ALERT_RETRIES = env_int("ALERT_RETRIES", 5, minimum=0)
+# Alert when an OAuth account has used this share of a model's daily quota (as Code Assist
+# reports it on each quota read); 0 turns the alert off.
+ALERT_QUOTA_USED_SHARE = env_float("ALERT_QUOTA_USED_SHARE", 0.9, minimum=0.0)
 # Deliver through a Celery worker (retries with backoff) when a broker is configured; set it
 # false when no worker runs, and alerts go out inline.
 ALERT_VIA_CELERY = env_bool("ALERT_VIA_CELERY", not CELERY_BROKER_URL.startswith("memory://"))

@@ -187,6 +187,7 @@ class AlertDelivery(models.Model):
         CREDENTIAL_INVALID = "credential_invalid", "Credential invalid"
         CREDENTIAL_SUSPENDED = "credential_suspended", "Credential suspended by Google"
         POOL_EMPTY = "pool_empty", "No usable credential for a model"
+        QUOTA_LOW = "quota_low", "Daily quota nearly used"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"

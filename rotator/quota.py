@@ -2,7 +2,7 @@
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,8 +12,9 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Credential
+from rotator.alerts import alert_raise
 from rotator.classify import Outcome, Verdict, upstream_answer_classify
-from rotator.models import QuotaReading
+from rotator.models import AlertDelivery, QuotaReading
 from rotator.oauth import token_refresh
 from rotator.upstream import upstream_client_sync_for
 
@@ -115,14 +116,36 @@ def credential_quota_fetch(*, credential: Credential, now: datetime) -> QuotaFet
         )
         stored.exclude(model__in=[r["model"] for r in readings]).delete()
         for reading in readings:
-            model = reading.pop("model")
             QuotaReading.objects.update_or_create(
                 credential_id=credential.id,
-                model=model,
+                model=reading["model"],
                 source=QuotaReading.Source.REPORTED,
-                defaults=reading,
+                defaults={name: value for name, value in reading.items() if name != "model"},
             )
+    for reading in readings:
+        quota_low_alert(credential=credential, reading=reading, now=now)
     return QuotaFetched(credential.id, True, len(readings), "")
+
+
+def quota_low_alert(*, credential: Credential, reading: dict[str, Any], now: datetime) -> None:
+    """Alerts once per (credential, model, reset) when at least ALERT_QUOTA_USED_SHARE of
+    the daily quota is used."""
+    share = settings.ALERT_QUOTA_USED_SHARE
+    fraction = reading.get("remaining_fraction")
+    if not share or fraction is None or 1.0 - fraction < share:
+        return
+    reset_at = reading.get("reset_at")
+    period = reset_at.isoformat() if reset_at else now.date().isoformat()
+    alert_raise(
+        event=AlertDelivery.Event.QUOTA_LOW,
+        dedupe_key=f"quota_low:{credential.id}:{reading['model']}:{period}",
+        user_id=credential.user_id,
+        credential_id=credential.id,
+        model=str(reading["model"]),
+        message=f"{1.0 - fraction:.0%} of the daily quota is used"
+        + (f"; it resets at {reset_at.astimezone(UTC):%H:%M} UTC." if reset_at else "."),
+        now=now,
+    )
 
 
 @dataclass(frozen=True, slots=True)

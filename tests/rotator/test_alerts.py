@@ -152,3 +152,25 @@ def test_the_admin_lists_deliveries_with_their_outcome(admin_client, alice, rece
     )
     page = admin_client.get("/admin/rotator/alertdelivery/").content.decode()
     assert "No usable credential for a model" in page and "receiver answered 500" in page
+
+
+def test_an_oauth_account_that_used_most_of_a_models_quota_alerts_once_per_reset(
+    settings, receiver, fake_gemini
+):
+    from rotator.tasks import quotas_fetch_task
+    from tests.rotator.test_oauth import oauth_persona, refresh_tokens
+
+    settings.ALERT_QUOTA_USED_SHARE = 0.9
+    olga = oauth_persona("olga", fake_gemini, project_id="olga-project")
+    Credential.objects.filter(id=olga.credentials[0].id).update(oauth_project_id="olga-project")
+    account = fake_gemini.oauth_account(refresh_tokens(olga)[0])
+    account.requests_by_model["gemini-2.5-pro"] = 89
+    quotas_fetch_task()
+    assert receiver.received == []  # 89 of 100: under the share
+    account.requests_by_model["gemini-2.5-pro"] = 91
+    quotas_fetch_task()
+    quotas_fetch_task()
+    (alert,) = receiver.received
+    payload = json.loads(alert.body)
+    assert (payload["event"], payload["model"]) == ("quota_low", "gemini-2.5-pro")
+    assert payload["message"].startswith("91% of the daily quota is used; it resets at ")
