@@ -4,6 +4,10 @@ each delivery recorded; inline without a broker, retried with backoff by Celery.
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +17,7 @@ from accounts.models import Credential
 from common import clock
 from rotator import alerts
 from rotator.models import AlertDelivery
+from tests.support.processes import database_url as support_database_url
 from tests.support.receiver import WebhookReceiver
 
 SECRET = "webhook-signing-secret-0001"
@@ -174,3 +179,54 @@ def test_an_oauth_account_that_used_most_of_a_models_quota_alerts_once_per_reset
     payload = json.loads(alert.body)
     assert (payload["event"], payload["model"]) == ("quota_low", "gemini-2.5-pro")
     assert payload["message"].startswith("91% of the daily quota is used; it resets at ")
+
+
+def test_a_celery_worker_on_the_redis_broker_retries_a_delivery_with_backoff(
+    live, settings, alice, receiver
+):
+    """A real worker process, a real Redis broker: two refusals, then the receiver takes it."""
+    from config.celery import app
+
+    receiver.statuses = [500, 503]
+    delivery = AlertDelivery.objects.create(
+        event=AlertDelivery.Event.POOL_EMPTY,
+        dedupe_key="worker-test",
+        user=alice.user,
+        payload={"event": "pool_empty", "credential": None, "model": "", "message": "dry"},
+        created_at=clock.now(),
+    )
+    broker = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
+    queue = f"test-{settings.STATE_KEY_PREFIX}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": support_database_url(),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CELERY_BROKER_URL": broker,
+        "ALERT_WEBHOOK_URL": receiver.url,
+        "ALERT_WEBHOOK_SECRET": SECRET,
+        "ALERT_RETRY_BASE_SECONDS": "1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+         "--queues", queue, "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip"],
+        env=env, cwd=settings.BASE_DIR,
+    )  # fmt: skip
+    try:
+        with app.connection_for_write(broker) as connection:
+            app.send_task(
+                "rotator.tasks.alert_deliver_task",
+                args=[delivery.id],
+                connection=connection,
+                queue=queue,
+            )
+        deadline = time.monotonic() + 60
+        while delivery.outcome != AlertDelivery.Outcome.SENT:
+            assert time.monotonic() < deadline, f"not delivered: {delivery.error}"
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.2)
+            delivery.refresh_from_db()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    assert delivery.attempts == 3 and len(receiver.received) == 3
+    assert all(_signed_correctly(r.headers, r.body) for r in receiver.received)
