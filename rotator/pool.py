@@ -494,28 +494,29 @@ def _marks_write(
     now: datetime,
 ) -> None:
     for credential_id in credential_ids:
-        # A later deadline wins: a short rate limit never shortens a daily-quota mark.
-        updated = Mark.objects.filter(
-            credential_id=credential_id, model=model, until__lt=until
-        ).update(reason=reason, until=until, message=message, quota_value=verdict.quota_value)
-        if not updated:
-            try:
-                with transaction.atomic():
-                    Mark.objects.create(
-                        credential_id=credential_id,
-                        model=model,
-                        reason=reason,
-                        until=until,
-                        message=message,
-                        quota_value=verdict.quota_value,
-                    )
-            except IntegrityError:
-                pass  # an equal or later mark is already there
         if reason == Mark.Reason.QUOTA_EXHAUSTED and verdict.quota_value:
             # Outlives the mark (the daily reset deletes it): /stat's estimate needs the limit.
             QuotaReading.objects.limit_remember(
                 credential_id=credential_id, model=model, limit=verdict.quota_value, now=now
             )
+        # A later deadline wins: a short rate limit never shortens a daily-quota mark.
+        updated = Mark.objects.filter(
+            credential_id=credential_id, model=model, until__lt=until
+        ).update(reason=reason, until=until, message=message, quota_value=verdict.quota_value)
+        if updated:
+            continue
+        try:
+            with transaction.atomic():
+                Mark.objects.create(
+                    credential_id=credential_id,
+                    model=model,
+                    reason=reason,
+                    until=until,
+                    message=message,
+                    quota_value=verdict.quota_value,
+                )
+        except IntegrityError:
+            pass  # an equal or later mark is already there
     _error_log_add(credential_id=reporter_id, model=model, status=status, verdict=verdict, now=now)
 
 
