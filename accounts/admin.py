@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Model, Prefetch, QuerySet
 from django.forms import BaseInlineFormSet, Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -27,13 +27,14 @@ from accounts.forms import (
     ApiKeyChangeForm,
     ApiKeyCreateForm,
     CredentialAddForm,
+    CredentialChangeForm,
     CredentialImportForm,
 )
 from accounts.models import ApiKey, Credential
 from common import clock
-from rotator import credentials
+from rotator import credentials, quota
 from rotator.admin import ChangedFieldsOnly, pools_rotate, until_text
-from rotator.models import Mark, UpstreamErrorLog
+from rotator.models import Mark, QuotaReading, UpstreamErrorLog
 from rotator.pool import marks_clear
 from stats.admin import requests_on
 
@@ -333,6 +334,8 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
         "status",
         "cooldowns",
         "usage_today",
+        "quota_left",
+        "proxy_url_mask",
         "last_error",
         "last_error_at",
         "last_used_at",
@@ -344,13 +347,15 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     )
     # Never in a form, editable or not: see the module docstring.
     exclude = (
+        "proxy_url_encrypted",
         "secret_encrypted",
         "secret_digest",
         "access_token_encrypted",
         "oauth_client_secret_encrypted",
     )
+    form = CredentialChangeForm
     inlines = (RecentErrorsInline,)
-    actions = ("enable", "disable", "clear_cooldowns", "check_upstream")
+    actions = ("enable", "disable", "clear_cooldowns", "check_upstream", "read_quota")
     change_form_template = "admin/accounts/credential/change_form.html"
     change_list_template = "admin/accounts/credential/change_list.html"
 
@@ -371,12 +376,17 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
                 },
             ),
             (
+                "Egress proxy",
+                {"fields": ("proxy_url_mask", "proxy_url", "proxy_clear")},
+            ),
+            (
                 "State",
                 {
                     "fields": (
                         "status",
                         "cooldowns",
                         "usage_today",
+                        "quota_left",
                         "last_error",
                         "last_error_at",
                         "last_used_at",
@@ -395,6 +405,17 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
                 )
             )
         return fieldsets
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        # The proxy is write-only: its form fields are not model fields; they set two that are.
+        proxy_fields = form.proxy_changes()
+        if change:
+            fields = [
+                name for name in form.changed_data if name not in ("proxy_url", "proxy_clear")
+            ]
+            obj.save(update_fields=[*fields, *proxy_fields])
+        else:
+            obj.save()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Credential]:
         now = clock.now()
@@ -423,6 +444,19 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     @admin.display(description="requests today", ordering="today")
     def usage_today(self, obj: Credential) -> int:
         return int(getattr(obj, "today", 0))
+
+    @admin.display(description="quota left (as Google reported it)")
+    def quota_left(self, obj: Credential) -> str:
+        now = clock.now()
+        readings = obj.quota_readings.filter(source=QuotaReading.Source.REPORTED).order_by("model")
+        parts = []
+        for reading in readings:
+            left = (
+                "?" if reading.remaining_fraction is None else f"{reading.remaining_fraction:.0%}"
+            )
+            reset = f", resets {until_text(reading.reset_at, now=now)}" if reading.reset_at else ""
+            parts.append(f"{reading.model}: {left}{reset}")
+        return "; ".join(parts) or "-"
 
     @admin.display(description="last error", ordering="last_error_at")
     def last_error_short(self, obj: Credential) -> str:
@@ -538,5 +572,12 @@ class CredentialAdmin(ChangedFieldsOnly, admin.ModelAdmin[Credential]):
     def check_upstream(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         for credential in queryset:
             result = credentials.credential_check(credential=credential, now=clock.now())
+            level = messages.SUCCESS if result.ok else messages.WARNING
+            self.message_user(request, f"{credential.display_name}: {result.summary}", level)
+
+    @admin.action(description="Read remaining quota (OAuth accounts)", permissions=["change"])
+    def read_quota(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
+        for credential in queryset:
+            result = quota.credential_quota_fetch(credential=credential, now=clock.now())
             level = messages.SUCCESS if result.ok else messages.WARNING
             self.message_user(request, f"{credential.display_name}: {result.summary}", level)

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
-from accounts.models import ApiKey, Credential
+from accounts.models import ApiKey, Credential, proxy_url_validate
 from accounts.services import oauth_account_parse
 
 OAUTH_WARNING = (
@@ -113,6 +113,38 @@ class ApiKeyChangeForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = ApiKey
         fields = ["name", "expires_at", "allowed_models", "requests_per_minute", "requests_per_day"]
+
+
+class CredentialChangeForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The change form, plus the egress proxy: write-only, like a secret."""
+
+    proxy_url = forms.CharField(
+        required=False,
+        strip=True,
+        label="New egress proxy URL",
+        widget=WriteOnlyInput(),
+        help_text="http://host:3128 or socks5://user:password@host:1080. Upstream calls and "
+        "token refreshes of this credential go through it. Empty keeps the current one.",
+    )
+    proxy_clear = forms.BooleanField(required=False, label="Remove the egress proxy")
+
+    class Meta:
+        model = Credential
+        fields = ["label", "project_label", "enabled", "position"]
+
+    def clean_proxy_url(self) -> str:
+        url = str(self.cleaned_data.get("proxy_url") or "")
+        if url:
+            proxy_url_validate(url)
+        return url
+
+    def proxy_changes(self) -> list[str]:
+        """Applies the proxy fields to the instance; returns the model fields they changed."""
+        url = self.cleaned_data.get("proxy_url") or ""
+        if not url and not self.cleaned_data.get("proxy_clear"):
+            return []
+        self.instance.proxy_url_set(url)
+        return ["proxy_url_encrypted", "proxy_url_mask"]
 
 
 class CredentialAddForm(forms.Form):

@@ -1,11 +1,30 @@
 """API keys that Rotator issues, and the upstream credentials in each user's pool."""
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from accounts.secrets import decrypt
+from accounts.secrets import decrypt, encrypt, mask
+
+# httpx speaks these to a proxy; socks5h resolves names at the proxy.
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def proxy_url_validate(url: str) -> None:
+    """Raises ValidationError unless `url` names a proxy Rotator can use. The message never
+    repeats the URL (it may hold a password)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValidationError("The proxy URL is not a valid URL.") from None
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise ValidationError(
+            "A proxy URL looks like http://host:3128 or socks5://user:password@host:1080."
+        )
 
 
 def api_key_refusal(*, revoked: bool, expires_at: datetime | None, now: datetime) -> str | None:
@@ -111,6 +130,12 @@ class Credential(models.Model):
     oauth_client_secret_encrypted = models.TextField(blank=True)
     access_token_encrypted = models.TextField(blank=True)
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    proxy_url_encrypted = models.TextField(
+        blank=True,
+        help_text="Egress proxy for this credential's upstream calls and token refreshes "
+        "(http://, socks5://; Fernet, may hold a password). Empty: direct.",
+    )
+    proxy_url_mask = models.CharField(max_length=32, blank=True)
     enabled = models.BooleanField(default=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     last_error = models.TextField(blank=True)
@@ -141,6 +166,16 @@ class Credential(models.Model):
 
     def secret(self) -> str:
         return decrypt(self.secret_encrypted)
+
+    def proxy_url_set(self, url: str) -> None:
+        """Sets (or with "" clears) the egress proxy, encrypted and masked; the caller saves
+        proxy_url_encrypted and proxy_url_mask. Raises ValidationError for a URL that is not
+        an http:// or socks5:// proxy with a host."""
+        url = url.strip()
+        if url:
+            proxy_url_validate(url)
+        self.proxy_url_encrypted = encrypt(url) if url else ""
+        self.proxy_url_mask = mask(url) if url else ""
 
 
 class EncryptionCanary(models.Model):

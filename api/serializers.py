@@ -189,6 +189,7 @@ class CredentialSerializer(serializers.ModelSerializer[Credential]):
             "display_name",
             "project_label",
             "oauth_project_id",
+            "proxy_url_mask",
             "enabled",
             "status",
             "last_error",

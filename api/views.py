@@ -8,6 +8,8 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Model
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -19,7 +21,7 @@ from rest_framework.validators import UniqueValidator
 from rest_framework.views import APIView, exception_handler
 
 from accounts.compat import ConfigUpdated, api_key_by_secret, config_update
-from accounts.models import ApiKey, Credential
+from accounts.models import ApiKey, Credential, proxy_url_validate
 from accounts.services import (
     api_key_create,
     api_key_revoke,
@@ -45,9 +47,11 @@ from api.serializers import (
 from common import clock
 from common.errors import RotatorError
 from rotator.credentials import credential_check, credentials_enable
-from rotator.models import ALIAS_NAME_PATTERN, MODEL_NAME_PATTERN, Mark, ModelAlias
+from rotator.models import ALIAS_NAME_PATTERN, MODEL_NAME_PATTERN, Mark, ModelAlias, QuotaReading
 from rotator.pool import marks_clear, pool_rotate
+from rotator.quota import credential_quota_fetch
 from rotator.render import openai_error_response
+from stats.export import usage_csv, usage_csv_filename, usage_range
 from stats.models import UsageCounter
 
 # ------------------------------------------------------------------------------ plumbing
@@ -426,6 +430,19 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         position = serializers.IntegerField(
             min_value=0, max_value=POSITIVE_INT_MAX, required=False, help_text="Order in the pool."
         )
+        proxy_url = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            write_only=True,
+            max_length=2000,
+            help_text="Egress proxy for this credential (http://host:3128, "
+            "socks5://user:password@host:1080); empty removes it. Shown only as proxy_url_mask.",
+        )
+
+        def validate_proxy_url(self, value: str) -> str:
+            if value.strip():
+                proxy_url_validate(value.strip())
+            return value.strip()
 
     class ImportInput(serializers.Serializer[Any]):
         user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
@@ -454,6 +471,19 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
 
     class MarksClearOutput(serializers.Serializer[Any]):
         cleared = serializers.IntegerField(read_only=True)
+
+    class QuotaBucketOutput(serializers.Serializer[Any]):
+        model = serializers.CharField(read_only=True)
+        remaining_fraction = serializers.FloatField(read_only=True, allow_null=True)
+        remaining_amount = serializers.IntegerField(read_only=True, allow_null=True)
+        token_type = serializers.CharField(read_only=True)
+        reset_at = serializers.DateTimeField(read_only=True, allow_null=True)
+        fetched_at = serializers.DateTimeField(read_only=True)
+
+    class QuotaOutput(serializers.Serializer[Any]):
+        ok = serializers.BooleanField(read_only=True)
+        message = serializers.CharField(read_only=True)
+        buckets = serializers.ListField(child=serializers.DictField(), read_only=True)
 
     def get_queryset(self) -> Any:
         if self.action == "list":
@@ -496,11 +526,16 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         credential = self.get_object()
         serializer = self.UpdateInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        fields = list(changes)
+        if "proxy_url" in changes:
+            credential.proxy_url_set(changes.pop("proxy_url"))
+            fields = [*changes, "proxy_url_encrypted", "proxy_url_mask"]
         with transaction.atomic():
-            for name, value in serializer.validated_data.items():
+            for name, value in changes.items():
                 setattr(credential, name, value)
             # Saving fires accounts.signals, which reloads the pool everywhere.
-            credential.save(update_fields=list(serializer.validated_data))
+            credential.save(update_fields=fields)
         return Response(CredentialSerializer(credential).data)
 
     @extend_schema(request=None, responses={204: None})
@@ -557,6 +592,20 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         with transaction.atomic():
             cleared = marks_clear(credential_ids=[credential.id])
         return Response(self.MarksClearOutput({"cleared": cleared}).data)
+
+    @extend_schema(request=None, responses=QuotaOutput)
+    @action(detail=True, methods=["post"], required_permission="accounts.change_credential")
+    def quota(self, request: Request, pk: str) -> Response:
+        """Reads a Gemini CLI OAuth account's remaining quota per model from Code Assist now,
+        stores it (as the beat task does every QUOTA_FETCH_MINUTES) and returns it. API keys
+        have no such endpoint: `ok` is false and /stat shows an estimate instead."""
+        credential = self.get_object()
+        # No transaction around it: it waits on the network; the core writes in its own.
+        result = credential_quota_fetch(credential=credential, now=clock.now())
+        readings = credential.quota_readings.filter(source=QuotaReading.Source.REPORTED)
+        buckets = self.QuotaBucketOutput(readings.order_by("model"), many=True).data
+        output = {"ok": result.ok, "message": result.message, "buckets": buckets}
+        return Response(self.QuotaOutput(output).data)
 
 
 # ---------------------------------------------------------------------------- model aliases
@@ -762,8 +811,49 @@ class UsageViewSet(mixins.ListModelMixin, ResourceViewSet):
 
     serializer_class = Row
 
+    class ExportInput(serializers.Serializer[Any]):
+        since = serializers.DateField(
+            required=False, help_text="First quota day, inclusive (default: 30 days back)."
+        )
+        until = serializers.DateField(
+            required=False, help_text="Last quota day, inclusive (default: today)."
+        )
+        user = _id_field(required=False)
+
     def get_queryset(self) -> Any:
         return api_selectors.usage_summarize(**self.filters())
+
+    @extend_schema(
+        parameters=[ExportInput],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        required_permission="stats.view_usagecounter",
+        pagination_class=None,
+    )
+    def export(self, request: Request) -> HttpResponse:
+        """Usage as CSV, one row per quota day, API key, credential and model (masked names),
+        for every user or one (`user`). Counts reach the database within USAGE_FLUSH_SECONDS
+        of each request; counters older than USAGE_RETENTION_DAYS are pruned."""
+        serializer = self.ExportInput(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        try:
+            since, until = usage_range(
+                since=serializer.validated_data.get("since"),
+                until=serializer.validated_data.get("until"),
+                today=clock.quota_day(clock.now()),
+            )
+        except ValueError as exc:
+            raise exceptions.ValidationError({"until": [str(exc)]}) from exc
+        csv_text = "".join(
+            usage_csv(user_id=serializer.validated_data.get("user"), since=since, until=until)
+        )
+        response = HttpResponse(csv_text, content_type="text/csv; charset=utf-8")
+        filename = usage_csv_filename(since=since, until=until)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 # ----------------------------------------------------------------- config (Workers dialect)

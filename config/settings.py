@@ -289,6 +289,10 @@ UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS",
 # Long generations (thinking models, big outputs) take minutes between bytes.
 UPSTREAM_READ_TIMEOUT_SECONDS = env_float("UPSTREAM_READ_TIMEOUT_SECONDS", 300.0)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4096, minimum=1)
+# Credentials with their own egress proxy: one pooled client per distinct proxy URL, at most
+# this many per process (the least recently used is closed), each with this many connections.
+UPSTREAM_PROXY_CLIENTS_MAX = env_int("UPSTREAM_PROXY_CLIENTS_MAX", 16, minimum=1)
+UPSTREAM_PROXY_MAX_CONNECTIONS = env_int("UPSTREAM_PROXY_MAX_CONNECTIONS", 100, minimum=1)
 
 # --- Gateway behaviour.
 # As long as a chosen API key must be (accounts.services.OUR_KEY_MIN_CHARS).
@@ -329,6 +333,8 @@ SIGNATURE_MAX_BYTES = env_int("SIGNATURE_MAX_BYTES", 32768, minimum=1024)
 # reach every process at once regardless, through the pool version (rotator.pool).
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=0)
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0, minimum=0.05)
+# Daily usage counters older than this many quota days (today included) are pruned by beat.
+USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90, minimum=1)
 # Database connections per server process used by the proxy path (rotator.orm), plus the few
 # for OAuth refreshes that wait on Google while holding a row lock.
 ORM_THREADS = env_int("ORM_THREADS", 4, minimum=1)
@@ -378,6 +384,35 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
+# --- Alerts: a webhook when a credential becomes invalid or suspended, or a pool has no
+# usable credential for a model. Unset URL: no alerts.
+ALERT_WEBHOOK_URL = (
+    env_url("ALERT_WEBHOOK_URL", "", schemes=("http", "https"))
+    if env_str("ALERT_WEBHOOK_URL", "")
+    else ""
+)
+# Signs each body (X-Rotator-Signature); receivers should refuse unsigned alerts.
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET", "")
+ALERT_WEBHOOK_FORMAT = env_str("ALERT_WEBHOOK_FORMAT", "json")
+if ALERT_WEBHOOK_FORMAT not in ("json", "slack", "discord"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ALERT_WEBHOOK_FORMAT must be json, slack or discord, got {ALERT_WEBHOOK_FORMAT!r}"
+    )
+# Short: without a broker the delivery runs inline, on the failing request's path.
+ALERT_TIMEOUT_SECONDS = env_float("ALERT_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+ALERT_RETRIES = env_int("ALERT_RETRIES", 5, minimum=0)
+# Alert when an OAuth account has used this share of a model's daily quota (as Code Assist
+# reports it on each quota read); 0 turns the alert off.
+ALERT_QUOTA_USED_SHARE = env_float("ALERT_QUOTA_USED_SHARE", 0.9, minimum=0.0)
+# Deliver through a Celery worker (retries with backoff) when a broker is configured; set it
+# false when no worker runs, and alerts go out inline.
+ALERT_VIA_CELERY = env_bool("ALERT_VIA_CELERY", not CELERY_BROKER_URL.startswith("memory://"))
+ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 30, minimum=1)
+
+# How often beat reads Code Assist's remaining quota of each OAuth account (one small call each).
+QUOTA_FETCH_MINUTES = env_int("QUOTA_FETCH_MINUTES", 15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # Every minute: refresh OAuth access tokens that expire within 10 minutes.
     "tokens-refresh": {
@@ -397,6 +432,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rotator.tasks.credentials_recheck_task",
         "schedule": INVALID_RECHECK_MINUTES * 60.0,
         "options": {"expires": INVALID_RECHECK_MINUTES * 60.0 - 10},
+    },
+    # Every hour: delete usage counters older than USAGE_RETENTION_DAYS (a day at a time
+    # becomes prunable, so hourly is soon enough).
+    "usage-prune": {
+        "task": "stats.tasks.usage_prune_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3500},
+    },
+    # Every QUOTA_FETCH_MINUTES (default 15): read OAuth accounts' remaining quota for /stat.
+    "quotas-fetch": {
+        "task": "rotator.tasks.quotas_fetch_task",
+        "schedule": QUOTA_FETCH_MINUTES * 60.0,
+        "options": {"expires": QUOTA_FETCH_MINUTES * 60.0 - 10},
     },
 }
 

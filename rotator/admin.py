@@ -17,7 +17,14 @@ from django.http import HttpRequest
 
 from accounts.models import Credential
 from common import clock
-from rotator.models import KeyRateWindow, Mark, ModelAlias, PoolState, UpstreamErrorLog
+from rotator.models import (
+    AlertDelivery,
+    KeyRateWindow,
+    Mark,
+    ModelAlias,
+    PoolState,
+    UpstreamErrorLog,
+)
 from rotator.pool import marks_clear, pool_rotate
 
 
@@ -180,3 +187,20 @@ class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     list_select_related = ("user",)
     fields = ("user", "name", "target")
     autocomplete_fields = ("user",)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "event",
+        "user",
+        "credential",
+        "model",
+        "outcome",
+        "attempts",
+        "response_status",
+        "error",
+    )
+    list_filter = ("event", "outcome")
+    search_fields = ("model", "dedupe_key")

@@ -10,7 +10,7 @@ from rotator import aliases, oauth, pool
 from rotator.aliases import Alias
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
-from rotator.upstream import TRANSPORT_ERRORS, upstream_client
+from rotator.upstream import TRANSPORT_ERRORS, upstream_client_for
 
 
 async def models_list(ctx: RequestContext) -> list[dict[str, Any]]:
@@ -47,7 +47,7 @@ async def _models_fetch(credential: CredentialView) -> list[dict[str, Any]] | No
     if credential.is_oauth:
         return oauth.code_assist_models()
     try:
-        response = await upstream_client().get(
+        response = await upstream_client_for(credential).get(
             f"{settings.GEMINI_UPSTREAM_URL}/models",
             headers={"x-goog-api-key": credential.secret()},
             params={"pageSize": 1000},

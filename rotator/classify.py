@@ -78,6 +78,9 @@ class Verdict:
     status: str = ""
     # ErrorInfo reason ("API_KEY_INVALID", "RATE_LIMIT_EXCEEDED") or OAuth error ("invalid_grant").
     reason: str = ""
+    # The QuotaFailure quotaValue of `quota_id` (the limit Google enforces, e.g. 250 requests a
+    # day); None when Google left it out, as it does in some bodies.
+    quota_value: int | None = None
 
     @property
     def retry_elsewhere(self) -> bool:
@@ -160,6 +163,8 @@ class _ErrorFacts:
     status: str = ""
     reasons: tuple[str, ...] = ()
     quota_ids: tuple[str, ...] = ()
+    # quotaValue per quotaId, for the violations that state one.
+    quota_values: Mapping[str, int] | None = None
     # ErrorInfo metadata quota_limit, which names the quota like a quotaId does.
     quota_limits: tuple[str, ...] = ()
     retry_info_seconds: float | None = None
@@ -247,6 +252,7 @@ def upstream_answer_classify(
         quota_id=_label_clean(quota_id, secrets=secrets),
         status=_label_clean(facts.status, secrets=secrets),
         reason=_label_clean(facts.reasons[0] if facts.reasons else "", secrets=secrets),
+        quota_value=(facts.quota_values or {}).get(quota_id),
     )
 
 
@@ -408,6 +414,7 @@ def _error_facts(text: str) -> _ErrorFacts:
         return _ErrorFacts(message=text)
     reasons: list[str] = []
     quota_ids: list[str] = []
+    quota_values: dict[str, int] = {}
     quota_limits: list[str] = []
     retry_info_seconds: float | None = None
     quota_reset_delay_seconds: float | None = None
@@ -434,6 +441,9 @@ def _error_facts(text: str) -> _ErrorFacts:
                 quota_id = violation.get("quotaId") if isinstance(violation, Mapping) else None
                 if isinstance(quota_id, str) and quota_id:
                     quota_ids.append(quota_id)
+                    value = _quota_value(violation.get("quotaValue"))
+                    if value is not None:
+                        quota_values.setdefault(quota_id, value)
         elif kind == "RetryInfo" and retry_info_seconds is None:
             retry_info_seconds = duration_parse(detail.get("retryDelay"))
     message, status = error.get("message"), error.get("status")
@@ -442,10 +452,20 @@ def _error_facts(text: str) -> _ErrorFacts:
         status=status if isinstance(status, str) else "",
         reasons=tuple(reasons),
         quota_ids=tuple(quota_ids),
+        quota_values=quota_values,
         quota_limits=tuple(quota_limits),
         retry_info_seconds=retry_info_seconds,
         quota_reset_delay_seconds=quota_reset_delay_seconds,
     )
+
+
+def _quota_value(value: object) -> int | None:
+    """A quotaValue (an int64, which proto3 JSON writes as a decimal string) as a positive
+    int; None for anything else, 0 included (that is the "limit: 0" case, not a limit)."""
+    number = _number(value)
+    if number is None or not number.is_integer() or number <= 0:
+        return None
+    return int(number)
 
 
 def _error_object(document: object) -> Mapping[str, Any] | None:

@@ -13,7 +13,7 @@ from accounts.models import Credential
 from rotator.classify import Outcome, Verdict, upstream_answer_classify
 from rotator.oauth import token_refresh
 from rotator.pool import credential_invalidate, credential_restore, pool_invalidate
-from rotator.upstream import upstream_client_sync
+from rotator.upstream import upstream_client_sync_for
 
 
 def credentials_enable(*, credential_ids: Iterable[int], enabled: bool) -> int:
@@ -51,7 +51,7 @@ def credential_check(*, credential: Credential, now: datetime) -> CheckResult:
     else:
         secret = credential.secret()
         try:
-            response = upstream_client_sync().get(
+            response = upstream_client_sync_for(credential).get(
                 f"{settings.GEMINI_UPSTREAM_URL}/models",
                 params={"pageSize": 1},
                 headers={"x-goog-api-key": secret},

@@ -5,6 +5,8 @@ With REDIS_URL set, the hot copies of cursors, marks and rate windows live in Re
 that Redis is rebuilt from after a restart.
 """
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -59,6 +61,9 @@ class Mark(models.Model):
     reason = models.CharField(max_length=20, choices=Reason.choices)
     until = models.DateTimeField(db_index=True)
     message = models.TextField(blank=True, help_text="Upstream's own words, secrets redacted.")
+    quota_value = models.BigIntegerField(
+        null=True, blank=True, help_text="The limit Google stated in the 429 (quotaValue)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -201,3 +206,91 @@ class AliasState(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     version = models.BigIntegerField(default=1)
+
+
+class QuotaReadingQuerySet(models.QuerySet["QuotaReading"]):
+    def limit_remember(self, *, credential_id: int, model: str, limit: int, now: datetime) -> None:
+        """Keeps the daily limit Google stated for (credential, model); the newest wins."""
+        self.update_or_create(
+            credential_id=credential_id,
+            model=model,
+            source=QuotaReading.Source.LIMIT_SEEN,
+            defaults={"limit": limit, "fetched_at": now},
+        )
+
+
+class QuotaReading(models.Model):
+    """What is left of one (credential, model) quota: Code Assist's own figures for an OAuth
+    account (retrieveUserQuota), or for an API key only the daily limit Google stated in a
+    429 (`limit`), from which /stat estimates what is left."""
+
+    class Source(models.TextChoices):
+        REPORTED = "reported", "Reported by Google"
+        LIMIT_SEEN = "limit_seen", "Limit seen in a 429"
+
+    credential = models.ForeignKey(
+        "accounts.Credential", on_delete=models.CASCADE, related_name="quota_readings"
+    )
+    model = models.CharField(max_length=200)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    # 0-1; Code Assist may send only this, or only the amount.
+    remaining_fraction = models.FloatField(null=True, blank=True)
+    remaining_amount = models.BigIntegerField(null=True, blank=True)
+    limit = models.BigIntegerField(null=True, blank=True)
+    token_type = models.CharField(max_length=40, blank=True)
+    reset_at = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField()
+
+    objects = QuotaReadingQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credential", "model", "source"], name="quota_reading_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        left = "?" if self.remaining_fraction is None else f"{self.remaining_fraction:.0%}"
+        return f"{self.credential} / {self.model}: {left} left"
+
+
+class AlertDelivery(models.Model):
+    """One alert sent (or being sent) to the operators' webhook, with its outcome."""
+
+    class Event(models.TextChoices):
+        CREDENTIAL_INVALID = "credential_invalid", "Credential invalid"
+        CREDENTIAL_SUSPENDED = "credential_suspended", "Credential suspended by Google"
+        POOL_EMPTY = "pool_empty", "No usable credential for a model"
+        QUOTA_LOW = "quota_low", "Daily quota nearly used"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Delivered"
+        FAILED = "failed", "Failed"
+
+    event = models.CharField(max_length=30, choices=Event.choices)
+    # One alert per state change: the same key is never sent twice.
+    dedupe_key = models.CharField(max_length=300, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    credential = models.ForeignKey(
+        "accounts.Credential", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    model = models.CharField(max_length=200, blank=True)
+    # What was said, secrets masked (the JSON body before any Slack/Discord shaping).
+    payload = models.JSONField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "alert deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} at {self.created_at:%Y-%m-%d %H:%M}: {self.outcome}"

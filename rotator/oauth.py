@@ -22,7 +22,7 @@ from common.redact import secrets_register
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
 from rotator.orm import orm_call, orm_call_slow
 from rotator.pool import credential_invalidate
-from rotator.upstream import TRANSPORT_ERRORS, upstream_client, upstream_client_sync
+from rotator.upstream import TRANSPORT_ERRORS, upstream_client_for, upstream_client_sync_for
 
 logger = logging.getLogger("rotator.oauth")
 
@@ -120,6 +120,8 @@ class _StoredToken:
     refresh_token: str | None
     client_id: str
     client_secret: str
+    # The credential's egress proxy, encrypted: token refreshes go through it too.
+    proxy_url_encrypted: str
 
 
 def _token_stored_read(*, credential_id: int) -> _StoredToken:
@@ -143,6 +145,7 @@ def _token_stored_read(*, credential_id: int) -> _StoredToken:
         refresh_token=refresh_token,
         client_id=row.oauth_client_id or settings.OAUTH_CLIENT_ID,
         client_secret=client_secret,
+        proxy_url_encrypted=row.proxy_url_encrypted,
     )
 
 
@@ -178,7 +181,7 @@ def token_refresh(
     if stored.refresh_token is None:
         return Verdict(Outcome.INVALID, message="stored OAuth JSON has no refresh_token")
     try:
-        response = upstream_client_sync().post(
+        response = upstream_client_sync_for(stored).post(
             settings.OAUTH_TOKEN_URL,
             data={
                 "client_id": stored.client_id,
@@ -274,7 +277,7 @@ async def _code_assist_post(credential: Any, method: str, body: dict[str, Any]) 
     if isinstance(token, Verdict):
         return token
     try:
-        response = await upstream_client().post(
+        response = await upstream_client_for(credential).post(
             f"{settings.CODE_ASSIST_UPSTREAM_URL}:{method}",
             headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
             content=orjson.dumps(body),
@@ -335,7 +338,7 @@ async def _operation_get(credential: Any, name: str) -> Any | Verdict:
     if isinstance(token, Verdict):
         return token
     try:
-        response = await upstream_client().get(
+        response = await upstream_client_for(credential).get(
             f"{settings.CODE_ASSIST_UPSTREAM_URL}/{name}",
             headers={"authorization": f"Bearer {token}"},
         )

@@ -31,8 +31,9 @@ from common.errors import (
 from common.events import catalog_emit
 from common.naming import model_bare
 from common.redact import secrets_register
+from rotator import alerts
 from rotator.classify import Outcome, Verdict
-from rotator.models import Mark, PoolState, UpstreamErrorLog
+from rotator.models import Mark, PoolState, QuotaReading, UpstreamErrorLog
 from rotator.orm import orm_call
 from rotator.selection import NonePicked, Picked, Strategy, first_in_line
 from rotator.state import (
@@ -83,6 +84,8 @@ class CredentialView:
     oauth_project_id: str
     oauth_client_id: str
     oauth_client_secret_encrypted: str
+    # Egress proxy (rotator.upstream.upstream_client_for); "" for direct.
+    proxy_url_encrypted: str = field(default="", repr=False)
     _secret: str | None = field(default=None, repr=False)
 
     @property
@@ -179,6 +182,7 @@ def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[st
             "oauth_project_id",
             "oauth_client_id",
             "oauth_client_secret_encrypted",
+            "proxy_url_encrypted",
         )
     )
     credentials = {row["id"]: CredentialView(user_id=user_id, **row) for row in rows}
@@ -347,6 +351,14 @@ async def credential_pick(
         if refusal:
             raise AuthenticationFailed(refusal, code="invalid_api_key")
         if not snapshot.ordered_ids:
+            if settings.ALERT_WEBHOOK_URL:
+                await orm_call(alerts.pool_empty_alert)(
+                    user_id=key.user_id,
+                    model=model,
+                    version=snapshot.version,
+                    back_at=None,
+                    now=now,
+                )
             raise PoolEmpty(
                 "No upstream credential is available in this pool. An operator must add a "
                 "Gemini API key or OAuth account (admin, /api/credentials or "
@@ -399,6 +411,14 @@ async def credential_pick(
                 retry_after_seconds=retry_after,
             )
         assert isinstance(outcome, NonePicked)
+        if settings.ALERT_WEBHOOK_URL and outcome.soonest_until_ms is not None:
+            await orm_call(alerts.pool_empty_alert)(
+                user_id=key.user_id,
+                model=model,
+                version=snapshot.version,
+                back_at=datetime_of_ms(outcome.soonest_until_ms),
+                now=now,
+            )
         raise _none_available(snapshot=snapshot, model=model, outcome=outcome, now=now)
     raise NoCredentialAvailable(
         "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
@@ -521,10 +541,15 @@ def _marks_write(
     now: datetime,
 ) -> None:
     for credential_id in credential_ids:
+        if reason == Mark.Reason.QUOTA_EXHAUSTED and verdict.quota_value:
+            # Outlives the mark (the daily reset deletes it): /stat's estimate needs the limit.
+            QuotaReading.objects.limit_remember(
+                credential_id=credential_id, model=model, limit=verdict.quota_value, now=now
+            )
         # A later deadline wins: a short rate limit never shortens a daily-quota mark.
         updated = Mark.objects.filter(
             credential_id=credential_id, model=model, until__lt=until
-        ).update(reason=reason, until=until, message=message)
+        ).update(reason=reason, until=until, message=message, quota_value=verdict.quota_value)
         if updated:
             continue
         try:
@@ -535,6 +560,7 @@ def _marks_write(
                     reason=reason,
                     until=until,
                     message=message,
+                    quota_value=verdict.quota_value,
                 )
         except IntegrityError:
             pass  # an equal or later mark is already there
@@ -588,6 +614,16 @@ def credential_invalidate(
         # changed again and again, and give up (a 429 to the client).
         user_id = Credential.objects.values_list("user_id", flat=True).get(id=credential_id)
         pool_invalidate(user_id=user_id)
+        # Only the report that changed the status alerts: one alert per state change.
+        alerts.alert_raise(
+            event=f"credential_{target}",
+            dedupe_key=f"credential_{target}:{credential_id}:{now.isoformat()}",
+            user_id=user_id,
+            credential_id=credential_id,
+            model="",
+            message=message,
+            now=now,
+        )
     logger.warning("credential %s marked invalid: %s", credential_id, message)
 
 

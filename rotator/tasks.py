@@ -1,9 +1,12 @@
 """Celery tasks: thin adapters over rotator's core functions."""
 
+from typing import Any
+
 from celery import shared_task
+from django.conf import settings
 
 from common import clock
-from rotator import oauth, pool
+from rotator import alerts, oauth, pool, quota
 
 
 @shared_task
@@ -21,3 +24,18 @@ def credentials_recheck_task() -> str:
     from rotator.credentials import credentials_recheck
 
     return credentials_recheck(now=clock.now()).summary
+
+
+@shared_task
+def quotas_fetch_task() -> str:
+    return quota.quotas_fetch(now=clock.now()).summary
+
+
+@shared_task(bind=True)
+def alert_deliver_task(self: Any, delivery_id: int) -> str:
+    if alerts.alert_deliver(delivery_id=delivery_id, now=clock.now()):
+        return f"alert {delivery_id} delivered"
+    if self.request.retries >= settings.ALERT_RETRIES:
+        return f"alert {delivery_id} not delivered after {self.request.retries + 1} attempt(s)"
+    # Backoff: ALERT_RETRY_BASE_SECONDS, then twice that, and so on.
+    raise self.retry(countdown=settings.ALERT_RETRY_BASE_SECONDS * 2**self.request.retries)

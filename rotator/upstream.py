@@ -7,13 +7,19 @@ kept outside this repository).
 """
 
 import asyncio
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from http.cookiejar import CookieJar, CookiePolicy
+from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 from django.conf import settings
 from httpx_aiohttp import HttpxAiohttpClient
+
+from accounts.secrets import decrypt
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -83,6 +89,94 @@ def upstream_client() -> httpx.AsyncClient:
 
 _sync_client: list[httpx.Client] = []
 
+# Clients for credentials with their own egress proxy, one per distinct proxy URL (per loop
+# for the async ones), least recently used first; UPSTREAM_PROXY_CLIENTS_MAX bounds each.
+_proxied: "OrderedDict[tuple[asyncio.AbstractEventLoop, str], httpx.AsyncClient]" = OrderedDict()
+_proxied_sync: "OrderedDict[str, httpx.Client]" = OrderedDict()
+_proxied_lock = threading.Lock()
+
+
+class HasProxy(Protocol):
+    @property
+    def proxy_url_encrypted(self) -> str: ...
+
+
+def _proxy_url(credential: HasProxy) -> str:
+    encrypted = credential.proxy_url_encrypted
+    return decrypt(encrypted) if encrypted else ""
+
+
+def upstream_proxy_secrets(credential: HasProxy) -> tuple[str, ...]:
+    """What of a credential's proxy must be redacted from errors and logs: the URL and its
+    password (a transport error may name either); () without a proxy."""
+    proxy_url = _proxy_url(credential)
+    if not proxy_url:
+        return ()
+    password = urlsplit(proxy_url).password
+    return (proxy_url, password) if password else (proxy_url,)
+
+
+def _proxied_client(proxy_url: str) -> httpx.AsyncClient:
+    """httpx's own transport, not aiohttp's: it speaks SOCKS5 (socksio) as well as HTTP
+    proxies, and the few proxied credentials never need the big shared pool's speed."""
+    return httpx.AsyncClient(
+        proxy=proxy_url,
+        timeout=upstream_timeout(),
+        cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
+        limits=httpx.Limits(max_connections=settings.UPSTREAM_PROXY_MAX_CONNECTIONS),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def upstream_client_for(credential: HasProxy) -> httpx.AsyncClient:
+    """The client for one credential's upstream calls: the shared one, or for a credential
+    with an egress proxy the pooled client of that proxy (made on first use, reused by every
+    credential naming the same URL; beyond UPSTREAM_PROXY_CLIENTS_MAX the least recently
+    used is closed)."""
+    proxy_url = _proxy_url(credential)
+    if not proxy_url:
+        return upstream_client()
+    loop = asyncio.get_running_loop()
+    key = (loop, proxy_url)
+    client = _proxied.get(key)
+    if client is None or client.is_closed:
+        client = _proxied[key] = _proxied_client(proxy_url)
+    _proxied.move_to_end(key)
+    while len(_proxied) > settings.UPSTREAM_PROXY_CLIENTS_MAX:
+        _, evicted = _proxied.popitem(last=False)
+        # Closed later, not now: a request or stream may still be using it. Between bytes no
+        # upstream answer waits longer than the read timeout.
+        loop.call_later(
+            settings.UPSTREAM_READ_TIMEOUT_SECONDS,
+            lambda closing=evicted: loop.create_task(closing.aclose()),  # type: ignore[misc]
+        )
+    return client
+
+
+def upstream_client_sync_for(credential: HasProxy) -> httpx.Client:
+    """upstream_client_sync for one credential: through its egress proxy when it names one
+    (a pooled client per distinct proxy URL, bounded like upstream_client_for)."""
+    proxy_url = _proxy_url(credential)
+    if not proxy_url:
+        return upstream_client_sync()
+    with _proxied_lock:
+        client = _proxied_sync.get(proxy_url)
+        if client is None:
+            client = _proxied_sync[proxy_url] = httpx.Client(
+                proxy=proxy_url,
+                timeout=upstream_timeout(),
+                cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
+                limits=httpx.Limits(max_connections=settings.UPSTREAM_PROXY_MAX_CONNECTIONS),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        _proxied_sync.move_to_end(proxy_url)
+        while len(_proxied_sync) > settings.UPSTREAM_PROXY_CLIENTS_MAX:
+            _, evicted = _proxied_sync.popitem(last=False)
+            evicted.close()
+    return client
+
 
 def upstream_client_sync() -> httpx.Client:
     """The process's blocking client, for calls made from synchronous code (token refreshes
@@ -106,3 +200,20 @@ async def upstream_clients_close() -> None:
     client = _clients.pop(loop, None)
     if client is not None:
         await client.aclose()
+    for key in [key for key in _proxied if key[0] is loop]:
+        await _proxied.pop(key).aclose()
+
+
+def upstream_proxied_clients() -> list[str]:
+    """The proxy URLs that have a pooled client in this process (tests, diagnostics)."""
+    return sorted({url for _, url in _proxied} | set(_proxied_sync))
+
+
+def upstream_proxied_forget() -> None:
+    """Drops this process's proxied clients (tests; the blocking ones are closed, the async
+    ones belong to their loops and close with them)."""
+    with _proxied_lock:
+        for client in _proxied_sync.values():
+            client.close()
+        _proxied_sync.clear()
+    _proxied.clear()

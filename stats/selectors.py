@@ -7,7 +7,7 @@ A credential is only ever shown by `Credential.secret_mask` and its label.
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -16,7 +16,7 @@ from django.db.models import Count, F, Q, Sum
 from accounts.models import ApiKey, Credential
 from accounts.secrets import digest
 from common import clock
-from rotator.models import Mark, PoolState
+from rotator.models import AlertDelivery, Mark, PoolState, QuotaReading
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 
@@ -114,6 +114,8 @@ def stat_dashboard(*, user_id: int, now: datetime) -> dict[str, Any]:
         ),
         "keys": _keys_usage(user_id=user_id, today=today, now=now),
         "aliased": _aliased_usage(user_id=user_id, today=today),
+        "quota": quota_groups(user_id=user_id, credentials=grid["credentials"], now=now),
+        "alerts": alerts_recent(user_id=user_id),
         **grid,
         "series": _series(user_id=user_id, today=today),
     }
@@ -200,6 +202,119 @@ def _status_state(status: str) -> str:
     """The /stat and gauge state of a credential out of the pool: invalid or suspended; one
     that cannot be decrypted (unreadable) shows as invalid, its last error saying why."""
     return "suspended" if status == Credential.Status.SUSPENDED else "invalid"
+
+
+def _bar(
+    *, model: str, fraction: float | None, reset_at: datetime | None, estimate: bool, **extra: Any
+) -> dict[str, Any]:
+    """One quota bar; `fraction` None when Google sent only an amount (no scale to draw)."""
+    if fraction is not None:
+        fraction = min(max(fraction, 0.0), 1.0)
+    return {
+        "model": model,
+        "fraction": fraction,
+        "percent": None if fraction is None else round(fraction * 100),
+        "reset_at": _iso(reset_at),
+        "reset_text": f"{reset_at.astimezone(UTC):%b %d %H:%M} UTC" if reset_at else "",
+        "estimate": estimate,
+        **extra,
+    }
+
+
+def quota_groups(
+    *, user_id: int, credentials: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """The pool's remaining quota per credential and model, credentials grouped by Google
+    Cloud project (Google applies quotas per project; "" groups those without a label).
+    `credentials` are `_grid`'s rows, whose cells hold today's counts.
+
+    OAuth accounts show what Code Assist reported (rotator.quota). API keys show an estimate:
+    the daily limit Google stated in a 429 (quotaValue) minus the requests Rotator counted
+    today that were not refused with a 429, summed over the credentials of the same project,
+    since those share the quota. A credential with neither shows no bars.
+    """
+    reported: dict[int, list[QuotaReading]] = defaultdict(list)
+    limits: dict[int, list[QuotaReading]] = defaultdict(list)
+    for reading in QuotaReading.objects.filter(credential__user_id=user_id).order_by("model"):
+        if reading.source == QuotaReading.Source.REPORTED:
+            reported[reading.credential_id].append(reading)
+        else:
+            limits[reading.credential_id].append(reading)
+    project_of = {c["id"]: c["project"] or f"#{c['id']}" for c in credentials}
+    # Requests today that Google counted against the quota: a 429 refusal is not served.
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    for credential in credentials:
+        for model, cell in credential["cells"].items():
+            spent = int(cell.get("requests", 0)) - int(cell.get("rate_limited", 0))
+            used[(project_of[credential["id"]], model)] += spent
+    reset_at = clock.daily_reset_next(now)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for credential in credentials:
+        bars = [
+            _bar(
+                model=r.model,
+                fraction=r.remaining_fraction,
+                reset_at=r.reset_at,
+                estimate=False,
+                amount=r.remaining_amount,
+                fetched_at=_iso(r.fetched_at),
+            )
+            for r in reported.get(credential["id"], [])
+        ]
+        for r in limits.get(credential["id"], []):
+            limit = int(r.limit or 0)
+            spent = used.get((project_of[credential["id"]], r.model), 0)
+            bars.append(
+                _bar(
+                    model=r.model,
+                    fraction=(limit - spent) / limit if limit else 0.0,
+                    reset_at=reset_at,
+                    estimate=True,
+                    used=spent,
+                    limit=limit,
+                    amount=max(limit - spent, 0),
+                )
+            )
+        if not bars:
+            continue
+        groups.setdefault(credential["project"], []).append(
+            {
+                "id": credential["id"],
+                "mask": credential["mask"],
+                "label": credential["label"],
+                "kind_label": credential["kind_label"],
+                "bars": bars,
+            }
+        )
+    # Named projects first, by name; credentials without a project last.
+    return [
+        {"project": project, "credentials": members}
+        for project, members in sorted(groups.items(), key=lambda item: (item[0] == "", item[0]))
+    ]
+
+
+ALERTS_SHOWN = 20
+
+
+def alerts_recent(*, user_id: int) -> list[dict[str, Any]]:
+    """The pool's newest alerts (ALERTS_SHOWN), with how their delivery went."""
+    return [
+        {
+            "at": _iso(alert.created_at),
+            "at_text": f"{alert.created_at.astimezone(UTC):%b %d %H:%M}",
+            "event": alert.event,
+            "event_label": alert.get_event_display(),
+            "credential": (alert.payload.get("credential") or {}).get("name", ""),
+            "model": alert.model,
+            "message": alert.payload.get("message", ""),
+            "outcome": alert.outcome,
+            "attempts": alert.attempts,
+            "error": alert.error,
+        }
+        for alert in AlertDelivery.objects.filter(user_id=user_id).order_by("-created_at")[
+            :ALERTS_SHOWN
+        ]
+    ]
 
 
 def _credential_state(credential: Credential, marks: dict[str, dict[str, Any]]) -> str:

@@ -8,9 +8,16 @@ request, so revoking it signs the browser out.
 """
 
 from dataclasses import dataclass
+from datetime import date
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -25,7 +32,9 @@ from common.naming import bearer_token
 from rotator.render import error_response
 from rotator.throttle import token_refusal_throttled
 from stats import selectors
+from stats.export import usage_csv, usage_csv_filename, usage_range
 from stats.metrics import metrics_render
+from stats.usage import usage_flush
 
 SESSION_KEY = "stat_api_key_id"
 # A pool is its credentials (with their marks and usage): seeing another user's needs what the
@@ -103,6 +112,8 @@ def stat_page(request: HttpRequest) -> HttpResponse:
         "dashboard": dashboard,
         "users": selectors.stat_users() if viewer.sees_every_pool else [],
         "refresh_seconds": 5,
+        "retention_days": settings.USAGE_RETENTION_DAYS,
+        "alerts_enabled": bool(settings.ALERT_WEBHOOK_URL),
     }
     return render(request, "stats/stat.html", context)
 
@@ -125,6 +136,46 @@ def stat_data(request: HttpRequest) -> HttpResponse:
         return error_response(
             Forbidden("No such user.", code="no_such_user"), dialect="openai_chat"
         )
+
+
+def _day(text: str) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+@never_cache
+@require_safe
+def stat_usage_csv(request: HttpRequest) -> HttpResponse:
+    """The shown pool's usage as CSV for ?since= and ?until= (quota days, inclusive)."""
+    viewer = _viewer(request)
+    if viewer is None:
+        return error_response(
+            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"),
+            dialect="openai_chat",
+        )
+    try:
+        owner = _pool_owner(request, viewer)
+        since, until = usage_range(
+            since=_day(request.GET.get("since", "")),
+            until=_day(request.GET.get("until", "")),
+            today=clock.quota_day(clock.now()),
+        )
+    except Forbidden as exc:
+        return error_response(exc, dialect="openai_chat")
+    except ValueError:
+        return HttpResponseBadRequest(
+            "since and until are days like 2026-06-01, since not after until.",
+            content_type="text/plain",
+        )
+    usage_flush()
+    # Whole, not streamed: retention bounds its size, and under ASGI a streamed body needs
+    # an async iterator while the ORM is synchronous.
+    response = HttpResponse(
+        "".join(usage_csv(user_id=owner, since=since, until=until)),
+        content_type="text/csv; charset=utf-8",
+    )
+    filename = usage_csv_filename(since=since, until=until)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 @require_POST

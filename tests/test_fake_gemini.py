@@ -1440,3 +1440,28 @@ def test_a_tool_loop_calls_again_until_its_steps_are_done(
         messages += [message, {"role": "tool", "tool_call_id": call["id"], "content": "20"}]
     last = chat(fake, client, {"model": G3, "messages": messages, "tools": tools}).json()
     assert last["choices"][0]["message"]["content"] == "Result from get_weather received."
+
+
+def test_quota_day_states_the_limit_it_was_given_as_a_decimal_string(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.behave(KEY, "quota_day", times=1, limit="40")
+    violation = _details(generate(fake, client).json()["error"], "QuotaFailure")[0]["violations"][0]
+    assert violation["quotaValue"] == "40"
+    assert violation["quotaId"] == "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+
+
+def test_retrieve_user_quota_counts_down_per_model_and_needs_the_accounts_project(
+    fake: FakeGemini, client: httpx.Client
+) -> None:
+    fake.oauth_account_add(refresh_token=REFRESH, project_id="proj-1")
+    token = access_token(fake, client)
+    body = {"model": PRO, "project": "proj-1", "request": HELLO}
+    assert code_assist(fake, client, "generateContent", token, body).status_code == 200
+    quota = code_assist(fake, client, "retrieveUserQuota", token, {"project": "proj-1"}).json()
+    pro = next(b for b in quota["buckets"] if b["modelId"] == PRO)
+    assert (pro["remainingAmount"], pro["remainingFraction"]) == ("99", 0.99)
+    assert pro["resetTime"].endswith("Z")
+    for project in ("proj-2", None):
+        refused = code_assist(fake, client, "retrieveUserQuota", token, {"project": project})
+        assert refused.status_code == 403

@@ -19,7 +19,12 @@ from rotator.classify import (
 )
 from rotator.context import RequestContext
 from rotator.pool import CredentialView
-from rotator.upstream import TRANSPORT_ERRORS, upstream_client, upstream_timeout
+from rotator.upstream import (
+    TRANSPORT_ERRORS,
+    upstream_client_for,
+    upstream_proxy_secrets,
+    upstream_timeout,
+)
 
 # What can end an upstream stream early: the connection, or bytes that are not events.
 STREAM_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, orjson.JSONDecodeError)
@@ -55,7 +60,10 @@ def answer_classify(status: int, body: bytes, credential: CredentialView) -> Ver
 
 def transport_verdict(exc: BaseException, credential: CredentialView) -> Verdict:
     description = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    return transport_error_verdict(description=description, secrets=(credential.secret(),))
+    return transport_error_verdict(
+        description=description,
+        secrets=(credential.secret(), *upstream_proxy_secrets(credential)),
+    )
 
 
 def in_band_error_check(document: Any, payload: bytes, credential: CredentialView) -> None:
@@ -79,7 +87,7 @@ async def json_call(
     """Returns the body of a 200 answer, or the Failure of anything else."""
     started = time.perf_counter()
     try:
-        response = await upstream_client().request(
+        response = await upstream_client_for(credential).request(
             method, upstream_url(url), headers=headers, content=content, timeout=upstream_timeout()
         )
         body = response.content
@@ -109,12 +117,13 @@ async def stream_open(
     decides, as it does for whole answers). Returns the held stream, or the Failure of an
     error status, a transport error, an in-band error or a stream that ended with nothing."""
     started = time.perf_counter()
-    request = upstream_client().build_request(
+    client = upstream_client_for(credential)
+    request = client.build_request(
         "POST", upstream_url(url), headers=headers, content=content, timeout=upstream_timeout()
     )
     response: httpx.Response | None = None
     try:
-        response = await upstream_client().send(request, stream=True)
+        response = await client.send(request, stream=True)
         if response.status_code != 200:
             body = await response.aread()
             await response.aclose()

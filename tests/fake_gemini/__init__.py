@@ -11,7 +11,8 @@ the bodies described in the team's shared notes (gemini-protocol.md, kept outsid
 Behaviours (`fake.behave(secret, name, model=None, times=None, **params)`):
     ok                      params chunks, chunk_delay: a slow or long stream for one secret
     rate_limit_minute       429, PerMinute quotaId, RetryInfo retry_delay (default "26s")
-    quota_day               429, PerDay quotaId, RetryInfo retry_delay (default "65205s")
+    quota_day               429, PerDay quotaId, RetryInfo retry_delay (default "65205s"),
+                            quotaValue `limit` (default "250")
     limit_zero              429 whose message says "limit: 0" and "Please retry in 59.9...s"
     rate_limit_bare         429 without details
     model_capacity          429 MODEL_CAPACITY_EXHAUSTED (Code Assist's "no capacity")

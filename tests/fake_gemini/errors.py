@@ -276,7 +276,10 @@ def behaviour_error(
             model,
             [
                 _violation(
-                    _REQUESTS_METRIC, "GenerateRequestsPerDayPerProjectPerModel", model, "250"
+                    _REQUESTS_METRIC,
+                    "GenerateRequestsPerDayPerProjectPerModel",
+                    model,
+                    str(params.get("limit", "250")),
                 )
             ],
             str(params.get("retry_delay", "65205s")),

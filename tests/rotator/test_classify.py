@@ -871,3 +871,27 @@ def test_a_verdict_never_holds_a_given_secret(
         for secret in secrets:
             for field in (verdict.message, verdict.status, verdict.reason, verdict.quota_id):
                 assert secret not in field
+
+
+def test_a_daily_quota_verdict_carries_the_limit_google_stated_for_the_deciding_quota():
+    minute = quota_failure(PER_MINUTE)
+    minute["violations"][0]["quotaValue"] = "15"
+    day = quota_failure(PER_DAY)
+    day["violations"][0]["quotaValue"] = "1500"
+    verdict = upstream_answer_classify(status=429, body=exhausted(minute, day))
+    assert (verdict.outcome, verdict.quota_id, verdict.quota_value) == (
+        Outcome.QUOTA_EXHAUSTED,
+        PER_DAY,
+        1500,
+    )
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "-3", "2.5", "lots", True])
+def test_a_missing_or_strange_quota_value_is_no_limit(value):
+    failure = quota_failure(PER_DAY)
+    if value is None:
+        del failure["violations"][0]["quotaValue"]
+    else:
+        failure["violations"][0]["quotaValue"] = value
+    verdict = upstream_answer_classify(status=429, body=exhausted(failure))
+    assert verdict.outcome is Outcome.QUOTA_EXHAUSTED and verdict.quota_value is None

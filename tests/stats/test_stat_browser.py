@@ -2,6 +2,7 @@
 exhausted cell and reads upstream's reason, and reads the landing page at `/`; the
 screenshots it saves are the README's and docs/landing.png."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -179,3 +180,111 @@ def test_chromium_reads_the_landing_page_and_follows_it_to_the_stat_sign_in(live
         finally:
             browser.close()
     assert LANDING_SCREENSHOT.stat().st_size > 10_000
+
+
+QUOTA_SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "stat-quota.png"
+ALERTS_SCREENSHOT = Path(django_settings.BASE_DIR) / "docs" / "stat-alerts.png"
+
+
+def _alerts_seed(persona) -> None:
+    """Three deliveries as rotator.alerts records them: delivered, retried, failed."""
+    from rotator.models import AlertDelivery
+
+    now = clock.now()
+    invalid = persona.credentials[2]
+    rows = [
+        (AlertDelivery.Event.CREDENTIAL_INVALID, invalid, "", invalid.last_error, "sent", 1, ""),
+        (
+            AlertDelivery.Event.POOL_EMPTY,
+            None,
+            "gemini-2.5-flash",
+            "Every credential is rate-limited or exhausted until 08:00 UTC.",
+            "sent",
+            3,
+            "",
+        ),
+        (
+            AlertDelivery.Event.CREDENTIAL_SUSPENDED,
+            persona.credentials[1],
+            "",
+            "This account has been disabled for violating the Terms of Service.",
+            "failed",
+            6,
+            "receiver answered 502",
+        ),
+    ]
+    for minutes, (event, credential, model, message, outcome, attempts, error) in enumerate(rows):
+        AlertDelivery.objects.create(
+            event=event,
+            dedupe_key=f"screenshot:{minutes}",
+            user=persona.user,
+            credential=credential,
+            model=model,
+            payload={
+                "event": event,
+                "credential": (
+                    {"id": credential.id, "name": credential.display_name} if credential else None
+                ),
+                "model": model,
+                "message": message,
+            },
+            outcome=outcome,
+            attempts=attempts,
+            error=error,
+            created_at=now - timedelta(minutes=50 - minutes * 20),
+        )
+
+
+def test_chromium_shows_quota_bars_per_project_and_the_alert_history(live, alice, fake_gemini):
+    from rotator.models import QuotaReading
+    from rotator.tasks import quotas_fetch_task
+    from tests.rotator.test_oauth import oauth_persona
+
+    _seed(alice)
+    Credential.objects.filter(id=alice.credentials[2].id).update(
+        last_error="API key not valid. Please pass a valid API key."
+    )
+    alice.credentials[2].refresh_from_db()
+    _alerts_seed(alice)
+    # An OAuth account in the same pool, whose quota Code Assist reports.
+    olga = oauth_persona("olga", fake_gemini, project_id="olga-project")
+    account = olga.credentials[0]
+    Credential.objects.filter(id=account.id).update(
+        user=alice.user, oauth_project_id="olga-project", project_label="olga-project"
+    )
+    fake_gemini.oauth_account(
+        json.loads(account.secret())["refresh_token"]
+    ).requests_by_model.update({"gemini-2.5-pro": 62, "gemini-2.5-flash": 930})
+    assert quotas_fetch_task() == "read the quota of 1 OAuth account(s), 0 failed"
+    # Limits Google stated in 429s for two API keys of different projects.
+    for credential, limit in zip(alice.credentials[:2], (250, 1000), strict=True):
+        QuotaReading.objects.limit_remember(
+            credential_id=credential.id, model="gemini-2.5-flash", limit=limit, now=clock.now()
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.goto(f"{live}/stat")
+            page.fill("#key", alice.key)
+            page.click("button[type=submit]")
+            quota = page.locator("#quota")
+            expect(quota.locator(".quota-project")).to_have_count(3)
+            oauth_pro = quota.locator(
+                f'[data-credential="{account.id}"] .quota-row[data-model="gemini-2.5-pro"]'
+            )
+            expect(oauth_pro).to_contain_text("38% left")
+            expect(oauth_pro).to_contain_text("resets")
+            expect(quota.locator(".quota-row.estimate")).to_have_count(2)
+            expect(quota.locator(".quota-row.estimate .tag").first).to_have_text("estimate")
+            quota.scroll_into_view_if_needed()
+            QUOTA_SCREENSHOT.parent.mkdir(exist_ok=True)
+            quota.screenshot(path=str(QUOTA_SCREENSHOT))
+            history = page.locator("#alerts")
+            expect(history.locator("tr.alert-pool_empty")).to_contain_text("after 3 tries")
+            expect(history.locator("td.outcome-failed")).to_contain_text("receiver answered 502")
+            history.screenshot(path=str(ALERTS_SCREENSHOT))
+        finally:
+            browser.close()
+    assert QUOTA_SCREENSHOT.stat().st_size > 10_000
+    assert ALERTS_SCREENSHOT.stat().st_size > 5_000
