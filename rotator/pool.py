@@ -269,16 +269,36 @@ async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyVi
         key = cached[0]
     refusal = key.refusal(now)
     if refusal:
-        raise AuthenticationFailed(refusal, code="invalid_api_key")
+        if cached is None:
+            raise AuthenticationFailed(refusal, code="invalid_api_key")
+        # A cached refusal may be stale (expiry extended in another process): confirm it
+        # before refusing. The refusal path only; the warm path stays one dictionary lookup.
+        key = await api_key_confirm(key=key, now=now)
+        _keys[key_digest] = (key, time.monotonic())
     return key
 
 
-def model_check(*, key: KeyView, model: str) -> None:
-    """Raises ModelNotAllowed when the key is limited to other models."""
+def _model_refusal(*, key: KeyView, model: str) -> ModelNotAllowed | None:
     if key.allowed_models and model_bare(model) not in key.allowed_models:
-        raise ModelNotAllowed(
+        return ModelNotAllowed(
             f"This API key may not use model '{model_bare(model)}'.", code="model_not_allowed"
         )
+    return None
+
+
+async def model_check(*, key: KeyView, model: str) -> None:
+    """Raises ModelNotAllowed when the key is limited to other models.
+
+    The cached key decides a yes (credential_pick checks the model again on the key its pick
+    confirmed, so a key narrowed elsewhere is refused there); a no is confirmed against the
+    shared pool version first, so a key widened elsewhere is never refused on a stale copy.
+    """
+    if _model_refusal(key=key, model=model) is None:
+        return
+    confirmed = await api_key_confirm(key=key, now=clock.now())
+    refusal = _model_refusal(key=confirmed, model=model)
+    if refusal is not None:
+        raise refusal
 
 
 def _retry_after_seconds(until_ms: int, now: datetime) -> int:
@@ -290,29 +310,33 @@ async def credential_pick(
 ) -> CredentialView:
     """Returns the credential that serves this attempt, advancing the pool's cursor.
 
-    Raises AuthenticationFailed (the key changed since it was cached), KeyLimitExceeded,
-    PoolEmpty (nothing usable at all) or NoCredentialAvailable (all cooling down; carries
-    Retry-After). Counts the key's rate windows on the first attempt.
+    Raises AuthenticationFailed (the key changed since it was cached), ModelNotAllowed (the
+    key, as the pick confirmed it, may not use the model), KeyLimitExceeded, PoolEmpty
+    (nothing usable at all) or NoCredentialAvailable (all cooling down; carries Retry-After).
+    Counts the key's rate windows on the first attempt.
     """
     model = model_bare(model)
     snapshot = _snapshots.get(key.user_id)
-    if snapshot is None:
+    if snapshot is not None:
+        confirmed = False
+    else:
         snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+        confirmed = True  # just read from the database
     backend = state_backend()
     for _ in range(3):
         current_key = snapshot.keys.get(key.digest)
-        if current_key is None:
-            raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
-        refusal = current_key.refusal(now)
-        if refusal:
-            raise AuthenticationFailed(refusal, code="invalid_api_key")
-        if not snapshot.ordered_ids:
-            raise PoolEmpty(
-                "No upstream credential is available in this pool. An operator must add a "
-                "Gemini API key or OAuth account (admin, /api/credentials or "
-                "'manage.py addcredential'), or re-enable an invalid one.",
-                code="pool_empty",
-            )
+        refusal = _pick_refusal(snapshot=snapshot, key=current_key, model=model, now=now)
+        if refusal is not None:
+            # A snapshot cached before a key was created, widened or a credential enabled
+            # elsewhere would refuse a valid request: confirm the version before refusing, and
+            # reload once. The refusal path only; a pick confirms the version on its own.
+            if not confirmed:
+                confirmed = True
+                if await backend.pool_version(user_id=key.user_id) != snapshot.version:
+                    snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                    continue
+            raise refusal
+        assert current_key is not None
         outcome = await backend.pick(
             PickRequest(
                 user_id=key.user_id,
@@ -332,11 +356,13 @@ async def credential_pick(
         )
         if isinstance(outcome, Stale):
             snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+            confirmed = True
             continue
         if isinstance(outcome, Picked):
             credential = snapshot.credentials.get(outcome.credential_id)
             if credential is None:  # installed by a newer process than our snapshot
                 snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                confirmed = True
                 continue
             return credential
         if isinstance(outcome, KeyLimited):
@@ -356,6 +382,28 @@ async def credential_pick(
     raise NoCredentialAvailable(
         "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
     )
+
+
+def _pick_refusal(
+    *, snapshot: PoolSnapshot, key: KeyView | None, model: str, now: datetime
+) -> AuthenticationFailed | ModelNotAllowed | PoolEmpty | None:
+    """Why this snapshot refuses the request before any pick: key, model, empty pool."""
+    if key is None:
+        return AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+    refusal = key.refusal(now)
+    if refusal:
+        return AuthenticationFailed(refusal, code="invalid_api_key")
+    model_refusal = _model_refusal(key=key, model=model)
+    if model_refusal is not None:
+        return model_refusal
+    if not snapshot.ordered_ids:
+        return PoolEmpty(
+            "No upstream credential is available in this pool. An operator must add a "
+            "Gemini API key or OAuth account (admin, /api/credentials or "
+            "'manage.py addcredential'), or re-enable an invalid one.",
+            code="pool_empty",
+        )
+    return None
 
 
 def _none_available(
@@ -647,6 +695,15 @@ async def credentials_of_other_kinds(
     and how many credentials remain that can."""
     snapshot = await _snapshot_current(user_id=key.user_id)
     other = [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
+    # About to refuse: confirm that the snapshot is current (an API key may just have been
+    # added in another process).
+    if (
+        other
+        and len(other) == len(snapshot.ordered_ids)
+        and await state_backend().pool_version(user_id=key.user_id) != snapshot.version
+    ):
+        snapshot = await _snapshot_refresh(user_id=key.user_id, now=clock.now())
+        other = [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
     return other, len(snapshot.ordered_ids) - len(other)
 
 

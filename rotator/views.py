@@ -207,7 +207,7 @@ async def chat_completions(request: HttpRequest, *, request_id: str) -> HttpResp
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' is required: a non-empty array.", param="messages")
     ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    await pool.model_check(key=ctx.key, model=model)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object.", param="stream_options")
@@ -241,7 +241,7 @@ async def responses_create(request: HttpRequest, *, request_id: str) -> HttpResp
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
     ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    await pool.model_check(key=ctx.key, model=model)
     items = await stored_responses.conversation_continue(body=body, user_id=ctx.key.user_id)
     response = await pipeline.generate(
         ctx,
@@ -276,7 +276,7 @@ async def embeddings(request: HttpRequest, *, request_id: str) -> HttpResponseBa
     if "input" not in body:
         raise BadRequest("'input' is required.", param="input")
     ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    await pool.model_check(key=ctx.key, model=model)
     return await pipeline.openai_embeddings(ctx, model=model, body={**body, "model": model})
 
 
@@ -346,7 +346,7 @@ async def gemini_model(request: HttpRequest, *, request_id: str, target: str) ->
         raise NotFound(f"Unknown method '{method}'. Supported: {supported}.", code="unknown_method")
     body = _json_body(request)
     ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    await pool.model_check(key=ctx.key, model=model)
     if method in GENERATE_METHODS:
         return await pipeline.generate(
             ctx,
@@ -376,7 +376,7 @@ async def anthropic_messages_create(request: HttpRequest, *, request_id: str) ->
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
     ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    await pool.model_check(key=ctx.key, model=model)
     return await pipeline.generate(
         ctx,
         codec=anthropic_messages,
@@ -393,7 +393,7 @@ async def anthropic_count_tokens(request: HttpRequest, *, request_id: str) -> Ht
     body = _json_body(request)
     model = _model_name(body.get("model"), param="model")
     ctx.model = model
-    pool.model_check(key=ctx.key, model=model)
+    await pool.model_check(key=ctx.key, model=model)
     try:
         _, count_body = anthropic_messages.count_tokens_request({**body, "model": model})
     except CodecError as exc:
