@@ -250,6 +250,9 @@ RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECON
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3, minimum=1)
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_int("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
 MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
+# A 404 that the credential's own model list does not confirm (the model is listed for the
+# method called, or the list could not be read) marks it this briefly, not until the reset.
+MODEL_MISSING_UNCONFIRMED_SECONDS = env_int("MODEL_MISSING_UNCONFIRMED_SECONDS", 60, minimum=1)
 # While a stream waits on upstream (a model thinking before its first content, or between
 # chunks), the client gets a keep-alive its dialect allows (an SSE comment, Anthropic's ping)
 # this often: proxies in front cut idle connections at 60-120 s. 0 turns it off; past it,

@@ -25,6 +25,7 @@ from common.errors import (
     KeyLimitExceeded,
     ModelNotAllowed,
     NoCredentialAvailable,
+    NotFound,
     PoolEmpty,
 )
 from common.naming import model_bare
@@ -301,21 +302,47 @@ async def model_check(*, key: KeyView, model: str) -> None:
         raise refusal
 
 
+# Google answers 404 for a model that exists but does not serve the method called (an
+# :embedContent on a chat model): a 404 proves something about one family of methods only.
+_METHOD_FAMILIES = {
+    "generateContent": "",
+    "streamGenerateContent": "",
+    "embedContent": "embed",
+    "batchEmbedContents": "embed",
+}
+
+
+def mark_scope(*, model: str, method: str) -> str:
+    """The name a (model, method family) is marked under: the bare model for generation (so
+    marks read as they always have), `model:family` for embeddings, token counts and others.
+    Model names never contain ':'."""
+    family = _METHOD_FAMILIES.get(method, method)
+    return f"{model_bare(model)}:{family}" if family else model_bare(model)
+
+
 def _retry_after_seconds(until_ms: int, now: datetime) -> int:
     return max(1, int((datetime_of_ms(until_ms) - now).total_seconds() + 0.999))
 
 
 async def credential_pick(
-    *, key: KeyView, model: str, excluded: tuple[int, ...], first_attempt: bool, now: datetime
+    *,
+    key: KeyView,
+    model: str,
+    excluded: tuple[int, ...],
+    first_attempt: bool,
+    now: datetime,
+    method: str = "generateContent",
 ) -> CredentialView:
     """Returns the credential that serves this attempt, advancing the pool's cursor.
 
     Raises AuthenticationFailed (the key changed since it was cached), ModelNotAllowed (the
     key, as the pick confirmed it, may not use the model), KeyLimitExceeded, PoolEmpty
-    (nothing usable at all) or NoCredentialAvailable (all cooling down; carries Retry-After).
+    (nothing usable at all), NotFound (every credential is marked as not serving the model
+    for this method) or NoCredentialAvailable (all cooling down; carries Retry-After).
     Counts the key's rate windows on the first attempt.
     """
     model = model_bare(model)
+    scope = mark_scope(model=model, method=method)
     snapshot = _snapshots.get(key.user_id)
     if snapshot is not None:
         confirmed = False
@@ -341,7 +368,7 @@ async def credential_pick(
             PickRequest(
                 user_id=key.user_id,
                 version=snapshot.version,
-                model=model,
+                model=scope,
                 strategy=snapshot.strategy,
                 now_ms=now_ms_of(now),
                 excluded=excluded,
@@ -378,6 +405,13 @@ async def credential_pick(
                 retry_after_seconds=retry_after,
             )
         assert isinstance(outcome, NonePicked)
+        if outcome.soonest_until_ms is not None and await orm_call(_model_missing_everywhere)(
+            user_id=key.user_id, scope=scope, excluded=excluded, now=now
+        ):
+            raise NotFound(
+                f"models/{model} is not found for {method} on any credential of this pool.",
+                code="model_not_found",
+            )
         raise _none_available(snapshot=snapshot, model=model, outcome=outcome, now=now)
     raise NoCredentialAvailable(
         "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
@@ -406,6 +440,19 @@ def _pick_refusal(
     return None
 
 
+def _model_missing_everywhere(
+    *, user_id: int, scope: str, excluded: tuple[int, ...], now: datetime
+) -> bool:
+    """Whether every usable credential not yet tried is marked as not serving `scope`: then
+    the truthful answer is 404, not a 429 with a Retry-After until the daily reset. Read on
+    the refusal path only."""
+    usable = Credential.objects.in_pool().filter(user_id=user_id).exclude(id__in=excluded)
+    marks = Mark.objects.filter(credential__in=usable, model=scope, until__gt=now)
+    return not marks.exclude(reason=Mark.Reason.MODEL_NOT_FOUND).exists() and (
+        marks.count() == usable.count()
+    )
+
+
 def _none_available(
     *, snapshot: PoolSnapshot, model: str, outcome: NonePicked, now: datetime
 ) -> NoCredentialAvailable:
@@ -425,7 +472,9 @@ def _none_available(
     )
 
 
-def _mark_until(*, verdict: Verdict, now: datetime) -> tuple[str, datetime] | None:
+def _mark_until(
+    *, verdict: Verdict, model_listed: bool | None, now: datetime
+) -> tuple[str, datetime] | None:
     if verdict.outcome is Outcome.RATE_LIMITED:
         delay = verdict.retry_delay_seconds or settings.RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS
         return Mark.Reason.RATE_LIMITED, now + timedelta(seconds=delay)
@@ -437,17 +486,31 @@ def _mark_until(*, verdict: Verdict, now: datetime) -> tuple[str, datetime] | No
             return Mark.Reason.QUOTA_EXHAUSTED, now + timedelta(seconds=verdict.reset_after_seconds)
         return Mark.Reason.QUOTA_EXHAUSTED, clock.daily_reset_next(now)
     if verdict.outcome is Outcome.MODEL_NOT_FOUND:
+        if model_listed is not False:
+            # Unproved: the credential's list names the model for this method (or could not
+            # be read). Any key holder can cause a 404, so it may not cost the pool a day.
+            seconds = settings.MODEL_MISSING_UNCONFIRMED_SECONDS
+            return Mark.Reason.MODEL_NOT_FOUND, now + timedelta(seconds=seconds)
         # Access to a model can change (new tier, new release); look again each quota day.
         return Mark.Reason.MODEL_NOT_FOUND, clock.daily_reset_next(now)
     return None
 
 
 async def credential_report(
-    *, credential: CredentialView, model: str, verdict: Verdict, status: int | None, now: datetime
+    *,
+    credential: CredentialView,
+    model: str,
+    verdict: Verdict,
+    status: int | None,
+    now: datetime,
+    method: str = "generateContent",
+    model_listed: bool | None = None,
 ) -> None:
     """Learns from one upstream answer: marks the credential (and its project peers) for the
-    model, invalidates it, or counts a transient failure toward the circuit breaker."""
-    model = model_bare(model)
+    model and method family, invalidates it, or counts a transient failure toward the circuit
+    breaker. `model_listed` is what the credential's own model list said about a 404's model
+    and method (False: not served, which alone marks until the daily reset)."""
+    model = mark_scope(model=model, method=method)
     outcome = verdict.outcome
     if outcome is Outcome.OK:
         if _failures:
@@ -484,7 +547,7 @@ async def credential_report(
         )
         return
     else:
-        mark = _mark_until(verdict=verdict, now=now)
+        mark = _mark_until(verdict=verdict, model_listed=model_listed, now=now)
         if mark is None:
             return
         reason, until = mark
@@ -715,12 +778,14 @@ def _soonest_back(*, user_id: int, model: str, pool_size: int, now: datetime) ->
     return 1 if soonest is None else _retry_after_seconds(now_ms_of(soonest), now)
 
 
-async def retry_after_for(*, key: KeyView, model: str, now: datetime) -> int:
+async def retry_after_for(
+    *, key: KeyView, model: str, now: datetime, method: str = "generateContent"
+) -> int:
     """Seconds until some credential can serve `model` again (1 if one can now)."""
     snapshot = await _snapshot_current(user_id=key.user_id)
     return await orm_call(_soonest_back)(
         user_id=key.user_id,
-        model=model_bare(model),
+        model=mark_scope(model=model, method=method),
         pool_size=len(snapshot.ordered_ids),
         now=now,
     )
