@@ -246,9 +246,11 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 # Google's answer when a 429 names no delay; its per-minute windows make 60 s the safe guess.
 RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS", 60, minimum=1)
-# Circuit breaker: this many 5xx/timeouts in a row cool a credential down briefly.
+# Circuit breaker: this many 5xx/timeouts cool a credential down briefly ...
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3, minimum=1)
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_int("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
+# ... within this many seconds of the first, counted across every server process.
+CIRCUIT_BREAKER_WINDOW_SECONDS = env_int("CIRCUIT_BREAKER_WINDOW_SECONDS", 60, minimum=1)
 MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
 # A 404 that the credential's own model list does not confirm (the model is listed for the
 # method called, or the list could not be read) marks it this briefly, not until the reset.

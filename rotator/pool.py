@@ -111,10 +111,12 @@ class PoolSnapshot:
 
 _snapshots: dict[int, PoolSnapshot] = {}
 _keys: dict[str, tuple[KeyView, float]] = {}
-# Consecutive transient failures per credential, per process. The breaker is an optimisation
-# (a mark after N failures saves later requests a wasted attempt), so a per-process count is
-# enough and keeps the success path free of another shared-state write.
-_failures: dict[int, int] = {}
+# Credentials this process has seen fail since their last success here. The failure count
+# itself is fleet-wide (the state backend); this hint keeps the success path free of a
+# shared-state write: only a success after a failure seen here clears the shared count. A
+# success in another process does not, and the count's window (CIRCUIT_BREAKER_WINDOW_SECONDS)
+# bounds what an old failure can add.
+_failing: set[int] = set()
 
 
 def _key_view(row: ApiKey) -> KeyView:
@@ -513,8 +515,9 @@ async def credential_report(
     model = mark_scope(model=model, method=method)
     outcome = verdict.outcome
     if outcome is Outcome.OK:
-        if _failures:
-            _failures.pop(credential.id, None)
+        if credential.id in _failing:
+            _failing.discard(credential.id)
+            await state_backend().failures_clear(credential_id=credential.id)
         return
     if outcome is Outcome.CLIENT_ERROR:
         return
@@ -526,14 +529,19 @@ async def credential_report(
         )
         return
     if outcome is Outcome.TRANSIENT:
-        count = _failures.get(credential.id, 0) + 1
-        _failures[credential.id] = count
-        if count < settings.CIRCUIT_BREAKER_FAILURES:
+        _failing.add(credential.id)
+        opens = await state_backend().failure_count(
+            credential_id=credential.id,
+            now_ms=now_ms_of(now),
+            window_ms=settings.CIRCUIT_BREAKER_WINDOW_SECONDS * 1000,
+            threshold=settings.CIRCUIT_BREAKER_FAILURES,
+        )
+        if not opens:
             await orm_call(_error_log_add)(
                 credential_id=credential.id, model=model, status=status, verdict=verdict, now=now
             )
             return
-        _failures.pop(credential.id, None)
+        _failing.discard(credential.id)
         reason: str = Mark.Reason.UNSTABLE
         until = now + timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
         ids: tuple[int, ...] = (credential.id,)
@@ -740,7 +748,7 @@ def process_state_forget() -> None:
     _snapshots.clear()
     _keys.clear()
     _loads.clear()
-    _failures.clear()
+    _failing.clear()
     _models.clear()
 
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from rotator.models import KeyRateWindow, Mark, PoolState
+from rotator.models import BreakerCount, KeyRateWindow, Mark, PoolState
 from rotator.selection import NonePicked, Picked, Strategy, credential_choose
 
 
@@ -86,6 +86,16 @@ class StateBackend(Protocol):
     def pool_invalidate(self, *, user_id: int) -> None: ...
 
     def cursor_advance(self, *, user_id: int, by: int) -> int: ...
+
+    async def failure_count(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        """Counts one transient failure of a credential, fleet-wide, in a window that starts
+        with the first failure and lasts `window_ms`. Returns True for exactly one caller when
+        the count reaches `threshold` (it then restarts): that caller opens the breaker."""
+        ...
+
+    async def failures_clear(self, *, credential_id: int) -> None: ...
 
     def ping(self) -> bool: ...
 
@@ -259,6 +269,43 @@ class DatabaseState:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(PoolState.objects.values_list("cursor", flat=True).get(user_id=user_id))
 
+    async def failure_count(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        from rotator.orm import orm_call
+
+        return await orm_call(self.failure_count_sync)(
+            credential_id=credential_id, now_ms=now_ms, window_ms=window_ms, threshold=threshold
+        )
+
+    def failure_count_sync(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        now = datetime_of_ms(now_ms)
+        until = datetime_of_ms(now_ms + window_ms)
+        rows = BreakerCount.objects.filter(credential_id=credential_id)
+        # Conditional updates: concurrent processes each add exactly one.
+        counted = rows.filter(until__gt=now).update(count=F("count") + 1)
+        if not counted:
+            counted = rows.filter(until__lte=now).update(count=1, until=until)
+        if not counted:
+            try:
+                with transaction.atomic():
+                    BreakerCount.objects.create(credential_id=credential_id, count=1, until=until)
+            except IntegrityError:  # another process started the window first
+                rows.update(count=F("count") + 1)
+        # Only the caller whose delete removes the full count opens the breaker.
+        deleted, _ = rows.filter(count__gte=threshold).delete()
+        return deleted > 0
+
+    async def failures_clear(self, *, credential_id: int) -> None:
+        from rotator.orm import orm_call
+
+        def clear() -> None:
+            BreakerCount.objects.filter(credential_id=credential_id).delete()
+
+        await orm_call(clear)()
+
     def ping(self) -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -358,6 +405,27 @@ end
 if #batch > 0 then redis.call('HSET', KEYS[2], unpack(batch)) end
 redis.call('HSET', KEYS[1], 'ov', ARGV[1], 'n', n)
 return 1
+"""
+
+
+# KEYS: 1 the credential's breaker hash. ARGV: 1 now_ms, 2 window_ms, 3 threshold.
+# The window's end is stored and compared with the caller's clock; the TTL only collects.
+_FAILURE_LUA = """
+local until_ms = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+local now = tonumber(ARGV[1])
+local count
+if until_ms <= now then
+  redis.call('HSET', KEYS[1], 'n', 1, 'u', now + tonumber(ARGV[2]))
+  count = 1
+else
+  count = redis.call('HINCRBY', KEYS[1], 'n', 1)
+end
+redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]) + 60000)
+if count >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
 """
 
 
@@ -494,6 +562,17 @@ class RedisState:
     def cursor_advance(self, *, user_id: int, by: int) -> int:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(self._sync.hincrby(state_key("pool", user_id), "cursor", by))
+
+    async def failure_count(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        reply = await self._client().eval(
+            _FAILURE_LUA, 1, state_key("breaker", credential_id), now_ms, window_ms, threshold
+        )
+        return int(reply) == 1
+
+    async def failures_clear(self, *, credential_id: int) -> None:
+        await self._client().delete(state_key("breaker", credential_id))
 
     def ping(self) -> bool:
         return self._sync.ping() is True

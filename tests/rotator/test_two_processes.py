@@ -148,3 +148,22 @@ def test_a_key_widened_or_narrowed_in_one_process_is_checked_as_changed_in_the_o
     assert widened.status_code == 200, widened.text
     assert narrowed.status_code == 403, narrowed.text
     assert narrowed.json()["error"]["code"] == "model_not_allowed"
+
+
+def test_the_circuit_breaker_opens_after_failures_spread_over_two_processes(fake_gemini):
+    lena = persona_create("lena", credentials=2)
+    failing = lena.upstream_keys[0]
+    fake_gemini.behave(failing, "server_error", status=500)
+    env = {"CIRCUIT_BREAKER_FAILURES": "4", "CIRCUIT_BREAKER_COOLDOWN_SECONDS": "600"}
+    servers = [Rotator(fake_gemini, env=env) for _ in range(2)]
+    try:
+        for server in servers:
+            server.wait_answering()
+        # One at a time, alternating: each worker sees every other failure.
+        statuses = [_chat(servers[number % 2], lena.key).status_code for number in range(12)]
+    finally:
+        for server in servers:
+            server.stop()
+    assert statuses == [200] * 12
+    calls = [r for r in fake_gemini.requests_for(failing) if r.method == "POST"]
+    assert len(calls) == 4, "the breaker did not open after 4 failures over both workers"
