@@ -276,6 +276,9 @@ ORM_THREADS = env_int("ORM_THREADS", 4, minimum=1)
 ORM_SLOW_THREADS = env_int("ORM_SLOW_THREADS", 2, minimum=1)
 INVALID_RECHECK_MINUTES = env_int("INVALID_RECHECK_MINUTES", 60, minimum=1)
 OAUTH_REFRESH_MARGIN_SECONDS = env_int("OAUTH_REFRESH_MARGIN_SECONDS", 300, minimum=0)
+# One process refreshes an account's token at a time; the others wait this long at most for
+# the token it stores. Past it (the refresher died or hangs), they refresh themselves.
+OAUTH_REFRESH_LEASE_SECONDS = env_float("OAUTH_REFRESH_LEASE_SECONDS", 12.0)
 OAUTH_ONBOARD_POLL_SECONDS = env_float("OAUTH_ONBOARD_POLL_SECONDS", 2.0)
 OAUTH_ONBOARD_MAX_POLLS = env_int("OAUTH_ONBOARD_MAX_POLLS", 15, minimum=1)
 # Responses API answers asked to be stored (`store: true`, the API's default) are kept this long

@@ -80,6 +80,15 @@ class BreakerCount(models.Model):
     until = models.DateTimeField(help_text="The window ends here; a later failure starts anew.")
 
 
+class Lease(models.Model):
+    """A short lease on one job done by one server process at a time (database state backend
+    only): an OAuth token refresh."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    holder = models.CharField(max_length=64)
+    until = models.DateTimeField()
+
+
 class KeyRateWindow(models.Model):
     """Requests counted for one API key in one fixed window (database state backend only)."""
 

@@ -18,9 +18,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
-from rotator.models import BreakerCount, KeyRateWindow, Mark, PoolState
+from rotator.models import BreakerCount, KeyRateWindow, Lease, Mark, PoolState
 from rotator.selection import NonePicked, Picked, Strategy, credential_choose
 
 
@@ -96,6 +96,13 @@ class StateBackend(Protocol):
         ...
 
     async def failures_clear(self, *, credential_id: int) -> None: ...
+
+    def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Takes (or renews) the lease `name` for `holder` until now + ttl, unless another
+        holder's lease has not ended yet. Returns whether `holder` holds it. Blocking."""
+        ...
+
+    def lease_release(self, *, name: str, holder: str) -> None: ...
 
     def ping(self) -> bool: ...
 
@@ -306,6 +313,27 @@ class DatabaseState:
 
         await orm_call(clear)()
 
+    def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        now = datetime_of_ms(now_ms)
+        until = datetime_of_ms(now_ms + ttl_ms)
+        # Conditional update: only a lapsed lease (or our own) changes hands.
+        taken = (
+            Lease.objects.filter(name=name)
+            .filter(Q(until__lte=now) | Q(holder=holder))
+            .update(holder=holder, until=until)
+        )
+        if taken:
+            return True
+        try:
+            with transaction.atomic():
+                Lease.objects.create(name=name, holder=holder, until=until)
+        except IntegrityError:  # held by another, and not lapsed
+            return False
+        return True
+
+    def lease_release(self, *, name: str, holder: str) -> None:
+        Lease.objects.filter(name=name, holder=holder).delete()
+
     def ping(self) -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -425,6 +453,22 @@ if count >= tonumber(ARGV[3]) then
   redis.call('DEL', KEYS[1])
   return 1
 end
+return 0
+"""
+
+
+# KEYS: 1 the lease hash. ARGV: 1 holder, 2 now_ms, 3 ttl_ms. The stored end decides.
+_LEASE_TAKE_LUA = """
+local held = redis.call('HMGET', KEYS[1], 'h', 'u')
+local now = tonumber(ARGV[2])
+if held[2] and tonumber(held[2]) > now and held[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'u', now + tonumber(ARGV[3]))
+redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[3]) + 60000)
+return 1
+"""
+
+_LEASE_RELEASE_LUA = """
+if redis.call('HGET', KEYS[1], 'h') == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -573,6 +617,14 @@ class RedisState:
 
     async def failures_clear(self, *, credential_id: int) -> None:
         await self._client().delete(state_key("breaker", credential_id))
+
+    def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        key = state_key("lease", name)
+        reply = self._sync.eval(_LEASE_TAKE_LUA, 1, key, holder, now_ms, ttl_ms)
+        return int(reply) == 1
+
+    def lease_release(self, *, name: str, holder: str) -> None:
+        self._sync.eval(_LEASE_RELEASE_LUA, 1, state_key("lease", name), holder)
 
     def ping(self) -> bool:
         return self._sync.ping() is True

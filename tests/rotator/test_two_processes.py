@@ -167,3 +167,22 @@ def test_the_circuit_breaker_opens_after_failures_spread_over_two_processes(fake
     assert statuses == [200] * 12
     calls = [r for r in fake_gemini.requests_for(failing) if r.method == "POST"]
     assert len(calls) == 4, "the breaker did not open after 4 failures over both workers"
+
+
+def test_two_processes_refreshing_one_oauth_token_call_the_token_endpoint_once(fake_gemini):
+    from tests.rotator.test_oauth import oauth_persona, refresh_tokens
+
+    mina = oauth_persona("mina", fake_gemini, project_id="mina-project")
+    servers = [Rotator(fake_gemini) for _ in range(2)]
+    fake_gemini.token_delay_seconds = 0.5  # both processes ask while the first refresh runs
+    try:
+        for server in servers:
+            server.wait_answering()
+        ports = [server.port for server in servers]
+        statuses = asyncio.run(_drive(ports, mina.key, total=8, concurrency=8))
+    finally:
+        fake_gemini.token_delay_seconds = 0.0
+        for server in servers:
+            server.stop()
+    assert statuses == Counter({200: 8})
+    assert fake_gemini.oauth_refresh_count(refresh_tokens(mina)[0]) == 1
