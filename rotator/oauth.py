@@ -176,19 +176,20 @@ def token_refresh(
         return Verdict(Outcome.INVALID, message="stored OAuth JSON has no refresh_token")
     lease = f"oauth-refresh:{credential_id}"
     holder = uuid.uuid4().hex
-    waited = _lease_wait(
-        lease=lease,
-        holder=holder,
-        credential_id=credential_id,
-        before=stored.access_token,
-        margin_seconds=margin_seconds,
-        stale_token=stale_token,
-    )
-    if waited is not None:
-        return waited
     try:
+        found = _lease_wait(
+            lease=lease,
+            holder=holder,
+            credential_id=credential_id,
+            before=stored.access_token,
+            margin_seconds=margin_seconds,
+            stale_token=stale_token,
+        )
+        if found is not None:
+            return found
         return _token_fetch(credential_id=credential_id, stored=stored, now=now)
     finally:
+        # Conditional on the holder: a no-op when another process holds the lease.
         state_backend().lease_release(name=lease, holder=holder)
 
 
@@ -217,20 +218,21 @@ def _lease_wait(
     margin_seconds: float | None,
     stale_token: str | None,
 ) -> tuple[str, datetime] | None:
-    """Takes the refresh lease (returns None: the caller refreshes), or, while another
-    process holds it, waits up to OAUTH_REFRESH_LEASE_SECONDS for the token it stores and
-    returns that. A holder that died or hangs costs the others one lease period, then they
-    refresh themselves (returns None)."""
+    """Waits for the refresh lease. Returns a token another process stored meanwhile (use
+    it), or None once this caller holds the lease (refresh), or after waiting
+    OAUTH_REFRESH_LEASE_SECONDS for a holder that died or hangs (refresh anyway)."""
     backend = state_backend()
     lease_seconds = settings.OAUTH_REFRESH_LEASE_SECONDS
     deadline = time.monotonic() + lease_seconds
-    while not backend.lease_take(
-        name=lease, holder=holder, now_ms=now_ms_of(clock.now()), ttl_ms=int(lease_seconds * 1000)
-    ):
-        if time.monotonic() > deadline:
-            return None
-        # A blocking wait on one of the ORM's slow threads, never on the event loop.
-        time.sleep(0.05)
+    while True:
+        taken = backend.lease_take(
+            name=lease,
+            holder=holder,
+            now_ms=now_ms_of(clock.now()),
+            ttl_ms=int(lease_seconds * 1000),
+        )
+        # Read after the take: a holder that just finished stored its token before it
+        # released the lease, so a lease taken now may follow a refresh that needs no other.
         stored = _token_stored_read(credential_id=credential_id)
         now = clock.now()
         token = stored.access_token
@@ -241,7 +243,10 @@ def _lease_wait(
         )
         if usable is not None:
             return usable
-    return None
+        if taken or time.monotonic() > deadline:
+            return None
+        # A blocking wait on one of the ORM's slow threads, never on the event loop.
+        time.sleep(0.05)
 
 
 def _token_fetch(
