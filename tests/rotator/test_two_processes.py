@@ -186,3 +186,31 @@ def test_two_processes_refreshing_one_oauth_token_call_the_token_endpoint_once(f
             server.stop()
     assert statuses == Counter({200: 8})
     assert fake_gemini.oauth_refresh_count(refresh_tokens(mina)[0]) == 1
+
+
+def test_a_hanging_token_endpoint_never_holds_up_a_write_in_another_process(fake_gemini):
+    import concurrent.futures
+    import time
+
+    from tests.rotator.test_oauth import oauth_persona
+
+    nora = oauth_persona("nora", fake_gemini, project_id="nora-project")
+    one, other = _two_servers(fake_gemini)
+    fake_gemini.token_delay_seconds = 3.0
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            chat = pool.submit(_chat, one, nora.key)
+            deadline = time.monotonic() + 10
+            while not [r for r in fake_gemini.requests if r.dialect == "oauth"]:
+                assert time.monotonic() < deadline, "the token endpoint was never called"
+                time.sleep(0.02)
+            _operator(other, "POST", "/api/keys/", {"user": nora.user.id})
+            token_calls = [r for r in fake_gemini.requests if r.dialect == "oauth"]
+            still_refreshing = token_calls[0].finished_at is None
+            answered = chat.result(timeout=30)
+    finally:
+        fake_gemini.token_delay_seconds = 0.0
+        one.stop()
+        other.stop()
+    assert still_refreshing, "the write waited for the token endpoint"
+    assert answered.status_code == 200, answered.text
