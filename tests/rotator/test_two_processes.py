@@ -196,7 +196,7 @@ def test_a_hanging_token_endpoint_never_holds_up_a_write_in_another_process(fake
 
     nora = oauth_persona("nora", fake_gemini, project_id="nora-project")
     one, other = _two_servers(fake_gemini)
-    fake_gemini.token_delay_seconds = 3.0
+    fake_gemini.token_delay_seconds = 5.0  # far longer than an API write takes under load
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             chat = pool.submit(_chat, one, nora.key)
