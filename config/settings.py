@@ -314,10 +314,15 @@ IMPORT_PATH = "/admin/accounts/credential/import/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BYTES, MAX_IMPORT_BYTES)
 # Google's answer when a 429 names no delay; its per-minute windows make 60 s the safe guess.
 RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS = env_int("RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS", 60, minimum=1)
-# Circuit breaker: this many 5xx/timeouts in a row cool a credential down briefly.
+# Circuit breaker: this many 5xx/timeouts cool a credential down briefly ...
 CIRCUIT_BREAKER_FAILURES = env_int("CIRCUIT_BREAKER_FAILURES", 3, minimum=1)
 CIRCUIT_BREAKER_COOLDOWN_SECONDS = env_int("CIRCUIT_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
+# ... within this many seconds of the first, counted across every server process.
+CIRCUIT_BREAKER_WINDOW_SECONDS = env_int("CIRCUIT_BREAKER_WINDOW_SECONDS", 60, minimum=1)
 MODELS_CACHE_SECONDS = env_int("MODELS_CACHE_SECONDS", 300, minimum=0)
+# A 404 that the credential's own model list does not confirm (the model is listed for the
+# method called, or the list could not be read) marks it this briefly, not until the reset.
+MODEL_MISSING_UNCONFIRMED_SECONDS = env_int("MODEL_MISSING_UNCONFIRMED_SECONDS", 60, minimum=1)
 # While a stream waits on upstream (a model thinking before its first content, or between
 # chunks), the client gets a keep-alive its dialect allows (an SSE comment, Anthropic's ping)
 # this often: proxies in front cut idle connections at 60-120 s. 0 turns it off; past it,
@@ -341,6 +346,9 @@ ORM_THREADS = env_int("ORM_THREADS", 4, minimum=1)
 ORM_SLOW_THREADS = env_int("ORM_SLOW_THREADS", 2, minimum=1)
 INVALID_RECHECK_MINUTES = env_int("INVALID_RECHECK_MINUTES", 60, minimum=1)
 OAUTH_REFRESH_MARGIN_SECONDS = env_int("OAUTH_REFRESH_MARGIN_SECONDS", 300, minimum=0)
+# One process refreshes an account's token at a time; the others wait this long at most for
+# the token it stores. Past it (the refresher died or hangs), they refresh themselves.
+OAUTH_REFRESH_LEASE_SECONDS = env_float("OAUTH_REFRESH_LEASE_SECONDS", 12.0)
 OAUTH_ONBOARD_POLL_SECONDS = env_float("OAUTH_ONBOARD_POLL_SECONDS", 2.0)
 OAUTH_ONBOARD_MAX_POLLS = env_int("OAUTH_ONBOARD_MAX_POLLS", 15, minimum=1)
 # Responses API answers asked to be stored (`store: true`, the API's default) are kept this long

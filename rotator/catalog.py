@@ -38,6 +38,43 @@ def alias_model(alias: Alias, *, target: dict[str, Any]) -> dict[str, Any]:
     return {**target, "name": f"models/{alias.name}", "displayName": f"{alias.name} ({shown})"}
 
 
+# The method a model list names for each call: Google lists the unary form only.
+_LISTED_METHOD = {
+    "streamGenerateContent": "generateContent",
+    "batchEmbedContents": "embedContent",
+}
+
+
+async def model_serves(*, credential: CredentialView, model: str, method: str) -> bool | None:
+    """What the credential's own model list says about `model` for `method`: True (listed
+    for it), False (not listed, or listed without the method), None (the list could not be
+    read). One metadata call, on a 404 only; it costs no quota."""
+    wanted = _LISTED_METHOD.get(method, method)
+    if credential.is_oauth:
+        listed = {model_id(m): m for m in oauth.code_assist_models()}
+        native: dict[str, Any] | None = listed.get(model_bare(model))
+    else:
+        try:
+            response = await upstream_client_for(credential).get(
+                f"{settings.GEMINI_UPSTREAM_URL}/models/{model_bare(model)}",
+                headers={"x-goog-api-key": credential.secret()},
+            )
+        except TRANSPORT_ERRORS:
+            return None
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            return None
+        try:
+            native = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(native, dict):
+        return False
+    methods = native.get("supportedGenerationMethods")
+    return isinstance(methods, list) and wanted in methods
+
+
 def model_id(native: dict[str, Any]) -> str:
     """A native model object's id without Google's "models/" prefix."""
     return model_bare(str(native.get("name", "")))

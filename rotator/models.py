@@ -75,6 +75,26 @@ class Mark(models.Model):
         return f"{self.credential} / {self.model}: {self.reason} until {self.until:%Y-%m-%d %H:%M}"
 
 
+class BreakerCount(models.Model):
+    """Transient failures of one credential in the current window, counted by every server
+    process (database state backend only; Redis keeps its own)."""
+
+    credential = models.OneToOneField(
+        "accounts.Credential", on_delete=models.CASCADE, primary_key=True
+    )
+    count = models.PositiveIntegerField(default=0)
+    until = models.DateTimeField(help_text="The window ends here; a later failure starts anew.")
+
+
+class Lease(models.Model):
+    """A short lease on one job done by one server process at a time (database state backend
+    only): an OAuth token refresh."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    holder = models.CharField(max_length=64)
+    until = models.DateTimeField()
+
+
 class KeyRateWindow(models.Model):
     """Requests counted for one API key in one fixed window (database state backend only)."""
 

@@ -1,12 +1,15 @@
 """Gemini CLI OAuth accounts: access tokens (lazy and proactive refresh) and the Code Assist
 project each account works in.
 
-One refresh at a time per credential inside a process (an asyncio lock; whoever gets it second
-finds the fresh token and uses it). No database lock is held across the token endpoint call.
+One refresh at a time per credential inside a process (an asyncio lock) and across processes
+(a short lease in the state backend); whoever comes second finds the fresh token and uses it.
+No database lock or transaction is held across the token endpoint call.
 """
 
 import asyncio
 import logging
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +25,7 @@ from common.redact import secrets_register
 from rotator.classify import Outcome, Verdict, oauth_refresh_classify, upstream_answer_classify
 from rotator.orm import orm_call, orm_call_slow
 from rotator.pool import credential_invalidate
+from rotator.state import now_ms_of, state_backend
 from rotator.upstream import TRANSPORT_ERRORS, upstream_client_for, upstream_client_sync_for
 
 logger = logging.getLogger("rotator.oauth")
@@ -163,23 +167,97 @@ def token_refresh(
 
     Returns (token, expires_at) or the failure's Verdict, which the caller reports (an
     invalid_grant is INVALID). Blocking: the request path runs it on the ORM's slow threads.
-    No transaction or row lock is held across the call to the
-    token endpoint: a hanging endpoint must not block writes elsewhere (on SQLite a row lock
-    is the global write lock). Two processes refreshing at once both succeed; Google keeps
-    every issued access token valid until it expires.
+    No transaction or row lock is held across the call to the token endpoint: a hanging
+    endpoint must not block writes elsewhere (on SQLite a row lock is the global write lock).
+    A lease in the state backend (a short write before and after, never across the call)
+    keeps a second process from calling the token endpoint too: it waits for the token.
     """
     now = clock.now()
     stored = _token_stored_read(credential_id=credential_id)
-    if stored.access_token is not None:
-        if margin_seconds is not None and _fresh(
-            stored.access_token, now=now, margin_seconds=margin_seconds
-        ):
-            return stored.access_token
-        token, expires = stored.access_token
-        if stale_token is not None and token != stale_token and expires > now:
-            return stored.access_token
+    usable = _stored_usable(stored, now=now, margin_seconds=margin_seconds, stale_token=stale_token)
+    if usable is not None:
+        return usable
     if stored.refresh_token is None:
         return Verdict(Outcome.INVALID, message="stored OAuth JSON has no refresh_token")
+    lease = f"oauth-refresh:{credential_id}"
+    holder = uuid.uuid4().hex
+    try:
+        found = _lease_wait(
+            lease=lease,
+            holder=holder,
+            credential_id=credential_id,
+            before=stored.access_token,
+            margin_seconds=margin_seconds,
+            stale_token=stale_token,
+        )
+        if found is not None:
+            return found
+        return _token_fetch(credential_id=credential_id, stored=stored, now=now)
+    finally:
+        # Conditional on the holder: a no-op when another process holds the lease.
+        state_backend().lease_release(name=lease, holder=holder)
+
+
+def _stored_usable(
+    stored: _StoredToken, *, now: datetime, margin_seconds: float | None, stale_token: str | None
+) -> tuple[str, datetime] | None:
+    """The stored token if it will do: fresh by the margin, or not the one that was refused."""
+    if stored.access_token is None:
+        return None
+    if margin_seconds is not None and _fresh(
+        stored.access_token, now=now, margin_seconds=margin_seconds
+    ):
+        return stored.access_token
+    token, expires = stored.access_token
+    if stale_token is not None and token != stale_token and expires > now:
+        return stored.access_token
+    return None
+
+
+def _lease_wait(
+    *,
+    lease: str,
+    holder: str,
+    credential_id: int,
+    before: tuple[str, datetime] | None,
+    margin_seconds: float | None,
+    stale_token: str | None,
+) -> tuple[str, datetime] | None:
+    """Waits for the refresh lease. Returns a token another process stored meanwhile (use
+    it), or None once this caller holds the lease (refresh), or after waiting
+    OAUTH_REFRESH_LEASE_SECONDS for a holder that died or hangs (refresh anyway)."""
+    backend = state_backend()
+    lease_seconds = settings.OAUTH_REFRESH_LEASE_SECONDS
+    deadline = time.monotonic() + lease_seconds
+    while True:
+        taken = backend.lease_take(
+            name=lease,
+            holder=holder,
+            now_ms=now_ms_of(clock.now()),
+            ttl_ms=int(lease_seconds * 1000),
+        )
+        # Read after the take: a holder that just finished stored its token before it
+        # released the lease, so a lease taken now may follow a refresh that needs no other.
+        stored = _token_stored_read(credential_id=credential_id)
+        now = clock.now()
+        token = stored.access_token
+        if token is not None and token != before and token[1] > now:
+            return token  # the holder's fresh token
+        usable = _stored_usable(
+            stored, now=now, margin_seconds=margin_seconds, stale_token=stale_token
+        )
+        if usable is not None:
+            return usable
+        if taken or time.monotonic() > deadline:
+            return None
+        # A blocking wait on one of the ORM's slow threads, never on the event loop.
+        time.sleep(0.05)
+
+
+def _token_fetch(
+    *, credential_id: int, stored: _StoredToken, now: datetime
+) -> tuple[str, datetime] | Verdict:
+    assert stored.refresh_token is not None
     try:
         response = upstream_client_sync_for(stored).post(
             settings.OAUTH_TOKEN_URL,

@@ -21,12 +21,13 @@ from common import clock
 from common.errors import (
     BadRequest,
     NoCredentialAvailable,
+    NotFound,
     PoolEmpty,
     RotatorError,
     UpstreamError,
     UpstreamUnreachable,
 )
-from rotator import pool
+from rotator import catalog, pool
 from rotator.adapters import code_assist, gemini_api_key, openai_compat
 from rotator.adapters.base import (
     Adapter,
@@ -93,6 +94,8 @@ async def forward(
                 excluded=tuple(excluded),
                 first_attempt=number == 0,
                 now=clock.now(),
+                method=call.method,
+                requested=ctx.requested_model or None,
             )
         except NoCredentialAvailable as exc:
             attempt_count(ctx, None, success=False, rate_limited=True)
@@ -101,10 +104,17 @@ async def forward(
                 Outcome.EMPTY,
                 Outcome.MODEL_NOT_FOUND,
             ):
-                raise await _final_error(ctx, model=call.model, failures=failures) from exc
+                raise await _final_error(
+                    ctx, model=call.model, failures=failures, method=call.method
+                ) from exc
             raise
-        except PoolEmpty:
+        except (PoolEmpty, NotFound) as exc:
             attempt_count(ctx, None, success=False)
+            if isinstance(exc, NotFound) and failures:
+                # Upstream's own 404 for this request says it best.
+                raise await _final_error(
+                    ctx, model=call.model, failures=failures, method=call.method
+                ) from exc
             raise
         excluded.append(credential.id)
         ctx.attempts += 1
@@ -112,12 +122,20 @@ async def forward(
         result = await adapter_for(credential, call).send(ctx, credential, call)
         if not isinstance(result, Failure):
             return result
+        listed = None
+        if result.verdict.outcome is Outcome.MODEL_NOT_FOUND:
+            # A 404 marks for long only when the credential's own model list agrees.
+            listed = await catalog.model_serves(
+                credential=credential, model=call.model, method=call.method
+            )
         await pool.credential_report(
             credential=credential,
             model=call.model,
             verdict=result.verdict,
             status=result.status,
             now=clock.now(),
+            method=call.method,
+            model_listed=listed,
         )
         attempt_count(ctx, credential, success=False, verdict=result.verdict)
         if not result.verdict.retry_elsewhere:
@@ -126,10 +144,12 @@ async def forward(
         logger.debug(
             "attempt %d on %s failed: %s", number + 1, credential.display_name, result.verdict
         )
-    raise await _final_error(ctx, model=call.model, failures=failures)
+    raise await _final_error(ctx, model=call.model, failures=failures, method=call.method)
 
 
-async def _final_error(ctx: RequestContext, *, model: str, failures: list[Failure]) -> RotatorError:
+async def _final_error(
+    ctx: RequestContext, *, model: str, failures: list[Failure], method: str = "generateContent"
+) -> RotatorError:
     """The one error a client sees after MAX_ATTEMPTS failed attempts: the truth about why."""
     last = failures[-1]
     if any(f.verdict.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED) for f in failures):
@@ -138,7 +158,7 @@ async def _final_error(ctx: RequestContext, *, model: str, failures: list[Failur
             f"exhausted: {last.verdict.message}",
             code="credentials_exhausted",
             retry_after_seconds=await pool.retry_after_for(
-                key=ctx.key, model=model, now=clock.now()
+                key=ctx.key, model=model, now=clock.now(), method=method
             ),
         )
     if last.verdict.outcome is Outcome.MODEL_NOT_FOUND:

@@ -26,6 +26,7 @@ from common.errors import (
     KeyLimitExceeded,
     ModelNotAllowed,
     NoCredentialAvailable,
+    NotFound,
     PoolEmpty,
 )
 from common.events import catalog_emit
@@ -145,10 +146,12 @@ class PoolSnapshot:
 
 _snapshots: dict[int, PoolSnapshot] = {}
 _keys: dict[str, tuple[KeyView, float]] = {}
-# Consecutive transient failures per credential, per process. The breaker is an optimisation
-# (a mark after N failures saves later requests a wasted attempt), so a per-process count is
-# enough and keeps the success path free of another shared-state write.
-_failures: dict[int, int] = {}
+# Credentials this process has seen fail since their last success here. The failure count
+# itself is fleet-wide (the state backend); this hint keeps the success path free of a
+# shared-state write: only a success after a failure seen here clears the shared count. A
+# success in another process does not, and the count's window (CIRCUIT_BREAKER_WINDOW_SECONDS)
+# bounds what an old failure can add.
+_failing: set[int] = set()
 
 
 def _key_view(row: ApiKey) -> KeyView:
@@ -305,23 +308,63 @@ async def api_key_authenticate(*, presented: str | None, now: datetime) -> KeyVi
         key = cached[0]
     refusal = key.refusal(now)
     if refusal:
-        raise AuthenticationFailed(refusal, code="invalid_api_key")
+        if cached is None:
+            raise AuthenticationFailed(refusal, code="invalid_api_key")
+        # A cached refusal may be stale (expiry extended in another process): confirm it
+        # before refusing. The refusal path only; the warm path stays one dictionary lookup.
+        key = await api_key_confirm(key=key, now=now)
+        _keys[key_digest] = (key, time.monotonic())
     return key
 
 
-def model_check(*, key: KeyView, model: str, requested: str | None = None) -> None:
-    """Raises ModelNotAllowed when the key is limited to other models. A key's allowed models
-    name Gemini models (`model`, what is called); the alias a client sent (`requested`) is
-    accepted too when it is listed itself."""
+def _model_refusal(
+    *, key: KeyView, model: str, requested: str | None = None
+) -> ModelNotAllowed | None:
+    """Why the key may not use `model`, or None. A key's allowed models name Gemini models
+    (`model`, what is called); the alias a client sent (`requested`) is accepted too when it
+    is listed itself."""
     allowed = key.allowed_models
     if not allowed or model_bare(model) in allowed:
-        return
+        return None
     if requested is not None and model_bare(requested) in allowed:
-        return
-    raise ModelNotAllowed(
+        return None
+    return ModelNotAllowed(
         f"This API key may not use model '{model_bare(requested or model)}'.",
         code="model_not_allowed",
     )
+
+
+async def model_check(*, key: KeyView, model: str, requested: str | None = None) -> None:
+    """Raises ModelNotAllowed when the key is limited to other models.
+
+    The cached key decides a yes (credential_pick checks the model again on the key its pick
+    confirmed, so a key narrowed elsewhere is refused there); a no is confirmed against the
+    shared pool version first, so a key widened elsewhere is never refused on a stale copy.
+    """
+    if _model_refusal(key=key, model=model, requested=requested) is None:
+        return
+    confirmed = await api_key_confirm(key=key, now=clock.now())
+    refusal = _model_refusal(key=confirmed, model=model, requested=requested)
+    if refusal is not None:
+        raise refusal
+
+
+# Google answers 404 for a model that exists but does not serve the method called (an
+# :embedContent on a chat model): a 404 proves something about one family of methods only.
+_METHOD_FAMILIES = {
+    "generateContent": "",
+    "streamGenerateContent": "",
+    "embedContent": "embed",
+    "batchEmbedContents": "embed",
+}
+
+
+def mark_scope(*, model: str, method: str) -> str:
+    """The name a (model, method family) is marked under: the bare model for generation (so
+    marks read as they always have), `model:family` for embeddings, token counts and others.
+    Model names never contain ':'."""
+    family = _METHOD_FAMILIES.get(method, method)
+    return f"{model_bare(model)}:{family}" if family else model_bare(model)
 
 
 def _retry_after_seconds(until_ms: int, now: datetime) -> int:
@@ -329,29 +372,48 @@ def _retry_after_seconds(until_ms: int, now: datetime) -> int:
 
 
 async def credential_pick(
-    *, key: KeyView, model: str, excluded: tuple[int, ...], first_attempt: bool, now: datetime
+    *,
+    key: KeyView,
+    model: str,
+    excluded: tuple[int, ...],
+    first_attempt: bool,
+    now: datetime,
+    method: str = "generateContent",
+    requested: str | None = None,
 ) -> CredentialView:
     """Returns the credential that serves this attempt, advancing the pool's cursor.
 
-    Raises AuthenticationFailed (the key changed since it was cached), KeyLimitExceeded,
-    PoolEmpty (nothing usable at all) or NoCredentialAvailable (all cooling down; carries
-    Retry-After). Counts the key's rate windows on the first attempt.
+    Raises AuthenticationFailed (the key changed since it was cached), ModelNotAllowed (the
+    key, as the pick confirmed it, may not use the model), KeyLimitExceeded, PoolEmpty
+    (nothing usable at all), NotFound (every credential is marked as not serving the model
+    for this method) or NoCredentialAvailable (all cooling down; carries Retry-After).
+    Counts the key's rate windows on the first attempt.
     """
     model = model_bare(model)
+    scope = mark_scope(model=model, method=method)
     snapshot = _snapshots.get(key.user_id)
-    if snapshot is None:
+    if snapshot is not None:
+        confirmed = False
+    else:
         snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+        confirmed = True  # just read from the database
     backend = state_backend()
     reloads = 0
     while reloads < 3:
         current_key = snapshot.keys.get(key.digest)
-        if current_key is None:
-            raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
-        refusal = current_key.refusal(now)
-        if refusal:
-            raise AuthenticationFailed(refusal, code="invalid_api_key")
-        if not snapshot.ordered_ids:
-            if settings.ALERT_WEBHOOK_URL:
+        refusal = _pick_refusal(
+            snapshot=snapshot, key=current_key, model=model, requested=requested, now=now
+        )
+        if refusal is not None:
+            # A snapshot cached before a key was created, widened or a credential enabled
+            # elsewhere would refuse a valid request: confirm the version before refusing, and
+            # reload once. The refusal path only; a pick confirms the version on its own.
+            if not confirmed:
+                confirmed = True
+                if await backend.pool_version(user_id=key.user_id) != snapshot.version:
+                    snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                    continue
+            if isinstance(refusal, PoolEmpty) and settings.ALERT_WEBHOOK_URL:
                 await orm_call(alerts.pool_empty_alert)(
                     user_id=key.user_id,
                     model=model,
@@ -359,17 +421,13 @@ async def credential_pick(
                     back_at=None,
                     now=now,
                 )
-            raise PoolEmpty(
-                "No upstream credential is available in this pool. An operator must add a "
-                "Gemini API key or OAuth account (admin, /api/credentials or "
-                "'manage.py addcredential'), or re-enable an invalid one.",
-                code="pool_empty",
-            )
+            raise refusal
+        assert current_key is not None
         outcome = await backend.pick(
             PickRequest(
                 user_id=key.user_id,
                 version=snapshot.version,
-                model=model,
+                model=scope,
                 strategy=snapshot.strategy,
                 now_ms=now_ms_of(now),
                 excluded=excluded,
@@ -385,6 +443,7 @@ async def credential_pick(
         if isinstance(outcome, Stale):
             reloads += 1
             snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+            confirmed = True
             continue
         if isinstance(outcome, Picked):
             credential = snapshot.credentials.get(outcome.credential_id)
@@ -396,6 +455,7 @@ async def credential_pick(
                 # Not counted as a reload: each one leaves the pool for good, so this ends.
                 await orm_call(credential_mark_unreadable)(credential_id=credential.id, now=now)
                 snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
+                confirmed = True
                 continue
             return credential
         if isinstance(outcome, KeyLimited):
@@ -411,6 +471,13 @@ async def credential_pick(
                 retry_after_seconds=retry_after,
             )
         assert isinstance(outcome, NonePicked)
+        if outcome.soonest_until_ms is not None and await orm_call(_model_missing_everywhere)(
+            user_id=key.user_id, scope=scope, excluded=excluded, now=now
+        ):
+            raise NotFound(
+                f"models/{model} is not found for {method} on any credential of this pool.",
+                code="model_not_found",
+            )
         if settings.ALERT_WEBHOOK_URL and outcome.soonest_until_ms is not None:
             await orm_call(alerts.pool_empty_alert)(
                 user_id=key.user_id,
@@ -422,6 +489,46 @@ async def credential_pick(
         raise _none_available(snapshot=snapshot, model=model, outcome=outcome, now=now)
     raise NoCredentialAvailable(
         "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
+    )
+
+
+def _pick_refusal(
+    *,
+    snapshot: PoolSnapshot,
+    key: KeyView | None,
+    model: str,
+    requested: str | None = None,
+    now: datetime,
+) -> AuthenticationFailed | ModelNotAllowed | PoolEmpty | None:
+    """Why this snapshot refuses the request before any pick: key, model, empty pool."""
+    if key is None:
+        return AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+    refusal = key.refusal(now)
+    if refusal:
+        return AuthenticationFailed(refusal, code="invalid_api_key")
+    model_refusal = _model_refusal(key=key, model=model, requested=requested)
+    if model_refusal is not None:
+        return model_refusal
+    if not snapshot.ordered_ids:
+        return PoolEmpty(
+            "No upstream credential is available in this pool. An operator must add a "
+            "Gemini API key or OAuth account (admin, /api/credentials or "
+            "'manage.py addcredential'), or re-enable an invalid one.",
+            code="pool_empty",
+        )
+    return None
+
+
+def _model_missing_everywhere(
+    *, user_id: int, scope: str, excluded: tuple[int, ...], now: datetime
+) -> bool:
+    """Whether every usable credential not yet tried is marked as not serving `scope`: then
+    the truthful answer is 404, not a 429 with a Retry-After until the daily reset. Read on
+    the refusal path only."""
+    usable = Credential.objects.in_pool().filter(user_id=user_id).exclude(id__in=excluded)
+    marks = Mark.objects.filter(credential__in=usable, model=scope, until__gt=now)
+    return not marks.exclude(reason=Mark.Reason.MODEL_NOT_FOUND).exists() and (
+        marks.count() == usable.count()
     )
 
 
@@ -444,7 +551,9 @@ def _none_available(
     )
 
 
-def _mark_until(*, verdict: Verdict, now: datetime) -> tuple[str, datetime] | None:
+def _mark_until(
+    *, verdict: Verdict, model_listed: bool | None, now: datetime
+) -> tuple[str, datetime] | None:
     if verdict.outcome is Outcome.RATE_LIMITED:
         delay = verdict.retry_delay_seconds or settings.RATE_LIMIT_DEFAULT_COOLDOWN_SECONDS
         return Mark.Reason.RATE_LIMITED, now + timedelta(seconds=delay)
@@ -456,21 +565,36 @@ def _mark_until(*, verdict: Verdict, now: datetime) -> tuple[str, datetime] | No
             return Mark.Reason.QUOTA_EXHAUSTED, now + timedelta(seconds=verdict.reset_after_seconds)
         return Mark.Reason.QUOTA_EXHAUSTED, clock.daily_reset_next(now)
     if verdict.outcome is Outcome.MODEL_NOT_FOUND:
+        if model_listed is not False:
+            # Unproved: the credential's list names the model for this method (or could not
+            # be read). Any key holder can cause a 404, so it may not cost the pool a day.
+            seconds = settings.MODEL_MISSING_UNCONFIRMED_SECONDS
+            return Mark.Reason.MODEL_NOT_FOUND, now + timedelta(seconds=seconds)
         # Access to a model can change (new tier, new release); look again each quota day.
         return Mark.Reason.MODEL_NOT_FOUND, clock.daily_reset_next(now)
     return None
 
 
 async def credential_report(
-    *, credential: CredentialView, model: str, verdict: Verdict, status: int | None, now: datetime
+    *,
+    credential: CredentialView,
+    model: str,
+    verdict: Verdict,
+    status: int | None,
+    now: datetime,
+    method: str = "generateContent",
+    model_listed: bool | None = None,
 ) -> None:
     """Learns from one upstream answer: marks the credential (and its project peers) for the
-    model, invalidates it, or counts a transient failure toward the circuit breaker."""
-    model = model_bare(model)
+    model and method family, invalidates it, or counts a transient failure toward the circuit
+    breaker. `model_listed` is what the credential's own model list said about a 404's model
+    and method (False: not served, which alone marks until the daily reset)."""
+    model = mark_scope(model=model, method=method)
     outcome = verdict.outcome
     if outcome is Outcome.OK:
-        if _failures:
-            _failures.pop(credential.id, None)
+        if credential.id in _failing:
+            _failing.discard(credential.id)
+            await state_backend().failures_clear(credential_id=credential.id)
         return
     if outcome is Outcome.CLIENT_ERROR:
         return
@@ -482,14 +606,19 @@ async def credential_report(
         )
         return
     if outcome is Outcome.TRANSIENT:
-        count = _failures.get(credential.id, 0) + 1
-        _failures[credential.id] = count
-        if count < settings.CIRCUIT_BREAKER_FAILURES:
+        _failing.add(credential.id)
+        opens = await state_backend().failure_count(
+            credential_id=credential.id,
+            now_ms=now_ms_of(now),
+            window_ms=settings.CIRCUIT_BREAKER_WINDOW_SECONDS * 1000,
+            threshold=settings.CIRCUIT_BREAKER_FAILURES,
+        )
+        if not opens:
             await orm_call(_error_log_add)(
                 credential_id=credential.id, model=model, status=status, verdict=verdict, now=now
             )
             return
-        _failures.pop(credential.id, None)
+        _failing.discard(credential.id)
         reason: str = Mark.Reason.UNSTABLE
         until = now + timedelta(seconds=settings.CIRCUIT_BREAKER_COOLDOWN_SECONDS)
         ids: tuple[int, ...] = (credential.id,)
@@ -503,7 +632,7 @@ async def credential_report(
         )
         return
     else:
-        mark = _mark_until(verdict=verdict, now=now)
+        mark = _mark_until(verdict=verdict, model_listed=model_listed, now=now)
         if mark is None:
             return
         reason, until = mark
@@ -728,7 +857,7 @@ def process_state_forget() -> None:
     _snapshots.clear()
     _keys.clear()
     _loads.clear()
-    _failures.clear()
+    _failing.clear()
     _models.clear()
 
 
@@ -746,6 +875,15 @@ async def credentials_of_other_kinds(
     and how many credentials remain that can."""
     snapshot = await _snapshot_current(user_id=key.user_id)
     other = [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
+    # About to refuse: confirm that the snapshot is current (an API key may just have been
+    # added in another process).
+    if (
+        other
+        and len(other) == len(snapshot.ordered_ids)
+        and await state_backend().pool_version(user_id=key.user_id) != snapshot.version
+    ):
+        snapshot = await _snapshot_refresh(user_id=key.user_id, now=clock.now())
+        other = [i for i, c in snapshot.credentials.items() if c.kind not in kinds]
     return other, len(snapshot.ordered_ids) - len(other)
 
 
@@ -757,12 +895,14 @@ def _soonest_back(*, user_id: int, model: str, pool_size: int, now: datetime) ->
     return 1 if soonest is None else _retry_after_seconds(now_ms_of(soonest), now)
 
 
-async def retry_after_for(*, key: KeyView, model: str, now: datetime) -> int:
+async def retry_after_for(
+    *, key: KeyView, model: str, now: datetime, method: str = "generateContent"
+) -> int:
     """Seconds until some credential can serve `model` again (1 if one can now)."""
     snapshot = await _snapshot_current(user_id=key.user_id)
     return await orm_call(_soonest_back)(
         user_id=key.user_id,
-        model=model_bare(model),
+        model=mark_scope(model=model, method=method),
         pool_size=len(snapshot.ordered_ids),
         now=now,
     )

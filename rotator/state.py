@@ -19,10 +19,18 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
 
-from rotator.models import AliasState, FailureWindow, KeyRateWindow, Mark, PoolState
+from rotator.models import (
+    AliasState,
+    BreakerCount,
+    FailureWindow,
+    KeyRateWindow,
+    Lease,
+    Mark,
+    PoolState,
+)
 from rotator.selection import NonePicked, Picked, Strategy, credential_choose
 
 
@@ -99,6 +107,23 @@ class StateBackend(Protocol):
         ...
 
     def failures_count(self, *, name: str) -> int: ...
+
+    async def failure_count(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        """Counts one transient failure of a credential, fleet-wide, in a window that starts
+        with the first failure and lasts `window_ms`. Returns True for exactly one caller when
+        the count reaches `threshold` (it then restarts): that caller opens the breaker."""
+        ...
+
+    async def failures_clear(self, *, credential_id: int) -> None: ...
+
+    def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Takes (or renews) the lease `name` for `holder` until now + ttl, unless another
+        holder's lease has not ended yet. Returns whether `holder` holds it. Blocking."""
+        ...
+
+    def lease_release(self, *, name: str, holder: str) -> None: ...
 
     def ping(self) -> bool: ...
 
@@ -299,6 +324,64 @@ class DatabaseState:
         row = FailureWindow.objects.filter(name=name).values_list("count", flat=True).first()
         return int(row or 0)
 
+    async def failure_count(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        from rotator.orm import orm_call
+
+        return await orm_call(self.failure_count_sync)(
+            credential_id=credential_id, now_ms=now_ms, window_ms=window_ms, threshold=threshold
+        )
+
+    def failure_count_sync(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        now = datetime_of_ms(now_ms)
+        until = datetime_of_ms(now_ms + window_ms)
+        rows = BreakerCount.objects.filter(credential_id=credential_id)
+        # Conditional updates: concurrent processes each add exactly one.
+        counted = rows.filter(until__gt=now).update(count=F("count") + 1)
+        if not counted:
+            counted = rows.filter(until__lte=now).update(count=1, until=until)
+        if not counted:
+            try:
+                with transaction.atomic():
+                    BreakerCount.objects.create(credential_id=credential_id, count=1, until=until)
+            except IntegrityError:  # another process started the window first
+                rows.update(count=F("count") + 1)
+        # Only the caller whose delete removes the full count opens the breaker.
+        deleted, _ = rows.filter(count__gte=threshold).delete()
+        return deleted > 0
+
+    async def failures_clear(self, *, credential_id: int) -> None:
+        from rotator.orm import orm_call
+
+        def clear() -> None:
+            BreakerCount.objects.filter(credential_id=credential_id).delete()
+
+        await orm_call(clear)()
+
+    def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        now = datetime_of_ms(now_ms)
+        until = datetime_of_ms(now_ms + ttl_ms)
+        # Conditional update: only a lapsed lease (or our own) changes hands.
+        taken = (
+            Lease.objects.filter(name=name)
+            .filter(Q(until__lte=now) | Q(holder=holder))
+            .update(holder=holder, until=until)
+        )
+        if taken:
+            return True
+        try:
+            with transaction.atomic():
+                Lease.objects.create(name=name, holder=holder, until=until)
+        except IntegrityError:  # held by another, and not lapsed
+            return False
+        return True
+
+    def lease_release(self, *, name: str, holder: str) -> None:
+        Lease.objects.filter(name=name, holder=holder).delete()
+
     def ping(self) -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -421,6 +504,43 @@ end
 if #batch > 0 then redis.call('HSET', KEYS[2], unpack(batch)) end
 redis.call('HSET', KEYS[1], 'ov', ARGV[1], 'n', n)
 return 1
+"""
+
+
+# KEYS: 1 the credential's breaker hash. ARGV: 1 now_ms, 2 window_ms, 3 threshold.
+# The window's end is stored and compared with the caller's clock; the TTL only collects.
+_FAILURE_LUA = """
+local until_ms = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+local now = tonumber(ARGV[1])
+local count
+if until_ms <= now then
+  redis.call('HSET', KEYS[1], 'n', 1, 'u', now + tonumber(ARGV[2]))
+  count = 1
+else
+  count = redis.call('HINCRBY', KEYS[1], 'n', 1)
+end
+redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[2]) + 60000)
+if count >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+# KEYS: 1 the lease hash. ARGV: 1 holder, 2 now_ms, 3 ttl_ms. The stored end decides.
+_LEASE_TAKE_LUA = """
+local held = redis.call('HMGET', KEYS[1], 'h', 'u')
+local now = tonumber(ARGV[2])
+if held[2] and tonumber(held[2]) > now and held[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'u', now + tonumber(ARGV[3]))
+redis.call('PEXPIREAT', KEYS[1], now + tonumber(ARGV[3]) + 60000)
+return 1
+"""
+
+_LEASE_RELEASE_LUA = """
+if redis.call('HGET', KEYS[1], 'h') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -601,6 +721,25 @@ class RedisState:
     def failures_count(self, *, name: str) -> int:
         value = self._sync.get(state_key("fail", name))
         return int(value or 0)
+
+    async def failure_count(
+        self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
+    ) -> bool:
+        reply = await self._client().eval(
+            _FAILURE_LUA, 1, state_key("breaker", credential_id), now_ms, window_ms, threshold
+        )
+        return int(reply) == 1
+
+    async def failures_clear(self, *, credential_id: int) -> None:
+        await self._client().delete(state_key("breaker", credential_id))
+
+    def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        key = state_key("lease", name)
+        reply = self._sync.eval(_LEASE_TAKE_LUA, 1, key, holder, now_ms, ttl_ms)
+        return int(reply) == 1
+
+    def lease_release(self, *, name: str, holder: str) -> None:
+        self._sync.eval(_LEASE_RELEASE_LUA, 1, state_key("lease", name), holder)
 
     def ping(self) -> bool:
         return self._sync.ping() is True

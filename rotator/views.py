@@ -201,9 +201,10 @@ async def _model_route(ctx: RequestContext, *, requested: str) -> str:
     """Returns the Gemini model that serves `requested` for this key (its alias, or the name
     itself) and records both on `ctx`. Raises ModelNotAllowed when the key may not use it."""
     model = await aliases.model_resolve(user_id=ctx.key.user_id, requested=requested)
+    await pool.model_check(key=ctx.key, model=model, requested=requested)
+    # Recorded only once allowed: a refused name must not become a usage row or a label.
     ctx.model = model
     ctx.requested_model = requested
-    pool.model_check(key=ctx.key, model=model, requested=requested)
     return model
 
 

@@ -1,16 +1,18 @@
 """Prometheus metrics for /metrics: request counts, upstream latency, credential states.
 
-Counters and the histogram live in this process's memory, as prometheus-client keeps them:
-each server process (uvicorn worker) exposes its own numbers since it started. Scrape every
-worker as its own target (or run one worker per target); Prometheus sums them with
-`sum by (...)`. The credential gauges are read from the database at scrape time, so every
-worker reports the same values for them.
+With PROMETHEUS_MULTIPROC_DIR set (scripts/serve sets it), counters and the histogram are
+prometheus-client's multiprocess values: every worker on the host writes its own file there,
+and any worker's scrape adds them all up, so one scrape shows the host's totals. Without it
+they live in this process's memory and each worker exposes only its own numbers. The
+credential gauges are read from the database at scrape time, the same in every worker.
 """
 
+import os
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from common import clock
@@ -78,6 +80,17 @@ def model_label(*, model: str, status: int) -> str:
     return model if model in _known_models else OTHER_MODEL
 
 
+def _registry_to_scrape() -> CollectorRegistry:
+    # prometheus-client chose its value class from this variable when it was imported.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return REGISTRY
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry.register(_CredentialStates())
+    return registry
+
+
 def request_observe(event: RequestAnswered) -> None:
     """Counts one answered client request and its upstream wait (subscribed to the request
     log's events); requests that never reached upstream (upstream_seconds 0) are counted but
@@ -94,5 +107,6 @@ def request_observe(event: RequestAnswered) -> None:
 
 
 def metrics_render() -> bytes:
-    """The exposition text for this process (reads the database for the gauges)."""
-    return generate_latest(REGISTRY)
+    """The exposition text: every worker's counts when multiprocess, else this process's
+    (reads the database for the gauges)."""
+    return generate_latest(_registry_to_scrape())

@@ -754,6 +754,8 @@ async def oauth_token(fake: "FakeGemini", exchange: Exchange) -> web.StreamRespo
         error = oauth_error("invalid_request", "Missing required parameter: refresh_token")
         return await exchange.send(error, status=400, pretty=True)
     client_id = form.get("client_id")
+    if fake.token_delay_seconds:
+        await asyncio.sleep(fake.token_delay_seconds)
     minted = fake._oauth_mint(refresh_token, client_id)
     if minted is None:
         error = oauth_error("invalid_grant", "Token has been expired or revoked.")

@@ -38,6 +38,9 @@ class FakeGemini:
         self.record = record
         self.stream_chunks = stream_chunks
         self.chunk_delay_seconds = chunk_delay_seconds
+        # The token endpoint answers after this long (a slow Google), so that refreshes by
+        # several processes overlap; tests that set it put it back to 0.
+        self.token_delay_seconds = 0.0
         self.url = ""
         # Counters below are only written from the server's event loop thread.
         self.in_flight = 0

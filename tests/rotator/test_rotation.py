@@ -171,8 +171,10 @@ def test_a_missing_model_is_marked_for_that_model_only(http, alice, fake_gemini)
         assert chat(http, alice.key, pro).status_code == 200
     for _ in range(3):
         assert chat(http, alice.key).status_code == 200
-    pro_hits = [r for r in fake_gemini.requests_for(lacking) if r.model == "gemini-2.5-pro"]
-    flash_hits = [r for r in fake_gemini.requests_for(lacking) if r.model == "gemini-2.5-flash"]
+    # Calls only (POST): the 404 is checked against the credential's model list with a GET.
+    calls = [r for r in fake_gemini.requests_for(lacking) if r.method == "POST"]
+    pro_hits = [r for r in calls if r.model == "gemini-2.5-pro"]
+    flash_hits = [r for r in calls if r.model == "gemini-2.5-flash"]
     assert len(pro_hits) == 1 and len(flash_hits) == 1
     assert Mark.objects.get().reason == Mark.Reason.MODEL_NOT_FOUND
 

@@ -132,3 +132,35 @@ def test_concurrent_picks_never_hand_out_the_same_cursor_twice(backend, alice):
 def test_redis_keys_live_under_the_configured_prefix(settings):
     settings.STATE_KEY_PREFIX = f"p-{uuid.uuid4().hex[:6]}"
     assert state_key("pool", 7) == f"{settings.STATE_KEY_PREFIX}:pool:7"
+
+
+def test_the_breaker_opens_once_at_the_threshold_and_a_lapsed_window_starts_anew(backend, alice):
+    credential_id = alice.credentials[0].id
+    start = now_ms()
+
+    def failure(at_ms: int) -> bool:
+        return run(
+            backend.failure_count(
+                credential_id=credential_id, now_ms=at_ms, window_ms=60_000, threshold=3
+            )
+        )
+
+    assert [failure(start), failure(start + 1)] == [False, False]
+    assert failure(start + 70_000) is False  # the window lapsed: this is the first again
+    assert [failure(start + 70_001), failure(start + 70_002)] == [False, True]
+    assert failure(start + 70_003) is False  # opening restarts the count
+    run(backend.failures_clear(credential_id=credential_id))
+    assert [failure(start + 70_004), failure(start + 70_005)] == [False, False]
+
+
+def test_a_lease_has_one_holder_until_it_ends_or_is_released(backend, alice):
+    name = f"test-{uuid.uuid4().hex}"
+    start = now_ms()
+    assert backend.lease_take(name=name, holder="a", now_ms=start, ttl_ms=5_000)
+    assert not backend.lease_take(name=name, holder="b", now_ms=start + 1, ttl_ms=5_000)
+    assert backend.lease_take(name=name, holder="a", now_ms=start + 2, ttl_ms=5_000)
+    assert backend.lease_take(name=name, holder="b", now_ms=start + 5_003, ttl_ms=5_000)
+    backend.lease_release(name=name, holder="a")  # not a's any more: nothing happens
+    assert not backend.lease_take(name=name, holder="a", now_ms=start + 5_004, ttl_ms=5_000)
+    backend.lease_release(name=name, holder="b")
+    assert backend.lease_take(name=name, holder="a", now_ms=start + 5_005, ttl_ms=5_000)
