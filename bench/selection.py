@@ -28,7 +28,8 @@ from django.contrib.auth.models import User  # noqa: E402
 from accounts.models import Credential  # noqa: E402
 from accounts.secrets import encrypt, mask  # noqa: E402
 from accounts.services import api_key_create  # noqa: E402
-from rotator import clock, pool  # noqa: E402
+from common import clock  # noqa: E402
+from rotator import pool  # noqa: E402
 from rotator.models import Mark, PoolState  # noqa: E402
 
 MODEL = "gemini-2.5-flash"

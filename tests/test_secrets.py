@@ -438,6 +438,10 @@ def test_a_legal_model_name_reaches_upstream_as_exactly_its_path_segment(
     live, alice, fake_gemini, model
 ):
     _raw_post(live, f"/v1beta/models/{model}:generateContent", key=alice.key)
-    # An unknown model is tried on other credentials too: each time on the same path.
+    # An unknown model is tried on other credentials too: each time on the same path; the 404
+    # is confirmed against that credential's own model entry (GET models/{model}).
     assert fake_gemini.requests
-    _upstream_paths_only(fake_gemini, {f"/v1beta/models/{model}:generateContent"})
+    _upstream_paths_only(
+        fake_gemini,
+        {f"/v1beta/models/{model}:generateContent", f"/v1beta/models/{model}"},
+    )
