@@ -552,7 +552,7 @@ def state_key(*parts: object) -> str:
 # KEYS: 1 a counter. ARGV: 1 a value. Sets the counter to the value only if that raises it;
 # returns the counter.
 _MAX_LUA = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local value = tonumber(ARGV[1])
 if value > current then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -560,6 +560,9 @@ if value > current then
 end
 return current
 """
+
+# (-1 when unset: a durable version of 0, before any alias change, is stored too, so that
+# readers stop falling back to the database.)
 
 # Connections per process and loop to Redis, and how long a request waits for a free one.
 _REDIS_CONNECTIONS = 64
