@@ -11,7 +11,7 @@ import orjson
 
 from common import clock
 from common.errors import RotatorError
-from rotator.codecs import shared
+from rotator.codecs import openai_chat, shared
 from rotator.codecs.base import CodecError, PivotRequest, ReplyMeta
 
 NAME = "openai_responses"
@@ -1022,13 +1022,5 @@ def _failure_error(error: RotatorError) -> dict[str, Any]:
     return {"code": code, "message": message, "param": error.param, "type": error.openai_type}
 
 
-def error_body(error: RotatorError) -> dict[str, Any]:
-    """Returns OpenAI's error body for `error`."""
-    return {
-        "error": {
-            "message": error.message,
-            "type": error.openai_type,
-            "param": error.param,
-            "code": error.code,
-        }
-    }
+# The Responses API answers errors in the same shape as chat completions.
+error_body = openai_chat.error_body
