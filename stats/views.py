@@ -118,19 +118,22 @@ def stat_page(request: HttpRequest) -> HttpResponse:
     return render(request, "stats/stat.html", context)
 
 
+def _shown_pool_owner(request: HttpRequest) -> int:
+    """Whose pool a signed-in /stat viewer's data request shows. Raises AuthenticationFailed
+    (not signed in) or Forbidden (another user's pool without the permission)."""
+    viewer = _viewer(request)
+    if viewer is None:
+        raise AuthenticationFailed("Sign in at /stat first.", code="not_signed_in")
+    return _pool_owner(request, viewer)
+
+
 @never_cache
 @require_safe
 def stat_data(request: HttpRequest) -> HttpResponse:
-    viewer = _viewer(request)
-    if viewer is None:
-        return error_response(
-            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"),
-            dialect="openai_chat",
-        )
     try:
-        owner = _pool_owner(request, viewer)
+        owner = _shown_pool_owner(request)
         return JsonResponse(selectors.stat_dashboard(user_id=owner, now=clock.now()))
-    except Forbidden as exc:
+    except RotatorError as exc:
         return error_response(exc, dialect="openai_chat")
     except LookupError:
         return error_response(
@@ -146,20 +149,14 @@ def _day(text: str) -> date | None:
 @require_safe
 def stat_usage_csv(request: HttpRequest) -> HttpResponse:
     """The shown pool's usage as CSV for ?since= and ?until= (quota days, inclusive)."""
-    viewer = _viewer(request)
-    if viewer is None:
-        return error_response(
-            AuthenticationFailed("Sign in at /stat first.", code="not_signed_in"),
-            dialect="openai_chat",
-        )
     try:
-        owner = _pool_owner(request, viewer)
+        owner = _shown_pool_owner(request)
         since, until = usage_range(
             since=_day(request.GET.get("since", "")),
             until=_day(request.GET.get("until", "")),
             today=clock.quota_day(clock.now()),
         )
-    except Forbidden as exc:
+    except RotatorError as exc:
         return error_response(exc, dialect="openai_chat")
     except ValueError:
         return HttpResponseBadRequest(
