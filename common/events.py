@@ -43,6 +43,10 @@ class UsageListener(Protocol):
     def __call__(self, event: UsageEvent, *, at: datetime) -> None: ...
 
 
+class UsageSettler(Protocol):
+    async def __call__(self) -> None: ...
+
+
 class RequestListener(Protocol):
     def __call__(self, event: RequestAnswered) -> None: ...
 
@@ -52,6 +56,7 @@ class CatalogListener(Protocol):
 
 
 _usage_listeners: list[UsageListener] = []
+_usage_settlers: list[UsageSettler] = []
 _catalog_listeners: list[CatalogListener] = []
 _request_listeners: list[RequestListener] = []
 
@@ -71,6 +76,19 @@ def request_listen(listener: RequestListener) -> None:
 def usage_emit(event: UsageEvent, *, at: datetime) -> None:
     for listener in _usage_listeners:
         listener(event, at=at)
+
+
+def usage_settle_listen(settler: UsageSettler) -> None:
+    """Subscribes `settler`: awaited by `usage_settled` (idempotent)."""
+    if settler not in _usage_settlers:
+        _usage_settlers.append(settler)
+
+
+async def usage_settled() -> None:
+    """Returns once every usage event emitted so far is stored where a killed process cannot
+    lose it. The response path awaits it before an answer's last byte goes out."""
+    for settler in _usage_settlers:
+        await settler()
 
 
 def request_emit(event: RequestAnswered) -> None:

@@ -136,6 +136,8 @@ def oauth_document_secrets(document: str) -> tuple[str, ...]:
 class PoolSnapshot:
     user_id: int
     version: int
+    # The durable cursor when loaded: where a Redis that lost the pool's state resumes.
+    cursor: int
     strategy: Strategy
     ordered_ids: tuple[int, ...]
     credentials: dict[int, CredentialView]
@@ -202,6 +204,7 @@ def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[st
     snapshot = PoolSnapshot(
         user_id=user_id,
         version=state.version,
+        cursor=state.cursor,
         strategy=Strategy(state.strategy),
         ordered_ids=tuple(credentials),
         credentials=credentials,
@@ -220,7 +223,11 @@ async def _snapshot_refresh(*, user_id: int, now: datetime) -> PoolSnapshot:
 async def _snapshot_refresh_now(*, user_id: int, now: datetime) -> PoolSnapshot:
     snapshot, marks = await orm_call(snapshot_load)(user_id=user_id, now=now)
     await state_backend().order_install(
-        user_id=user_id, version=snapshot.version, ordered_ids=snapshot.ordered_ids, marks=marks
+        user_id=user_id,
+        version=snapshot.version,
+        cursor=snapshot.cursor,
+        ordered_ids=snapshot.ordered_ids,
+        marks=marks,
     )
     _snapshots[user_id] = snapshot
     monotonic = time.monotonic()

@@ -11,6 +11,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 
 from common import clock
 from common.errors import RotatorError, UpstreamError, UpstreamUnreachable
+from common.events import usage_settled
 from rotator import pool
 from rotator.adapters.base import Answer, StreamEncoder, StreamStart
 from rotator.adapters.http import STREAM_ERRORS, InBandError, transport_verdict
@@ -85,6 +86,7 @@ def stream_response_early(
             except RotatorError as exc:
                 ctx.status = exc.status
                 request_log(ctx)
+                await usage_settled()
                 yield encoder.failure(exc)
                 return
             except Exception:
@@ -172,7 +174,20 @@ async def stream_relay(
             await signatures_remember(signed, backend=start.backend)
             signed.clear()
 
-    outcome = "cancelled"
+    counted = False
+
+    async def counted_now(outcome: str) -> None:
+        # Before the stream's last bytes: what the client saw end is counted, even if this
+        # process is killed right after (usage_settled).
+        nonlocal counted
+        counted = True
+        ctx.usage = usage[0]
+        # 499: the client closed the connection (nginx's convention).
+        ctx.status = {"ok": 200, "cut": 502}.get(outcome, 499)
+        attempt_count(ctx, credential, success=outcome == "ok", usage=ctx.usage)
+        if outcome != "cancelled":
+            await usage_settled()
+
     batches = _paced(start.batches)
     try:
         head = relay_batch(start.head)
@@ -185,7 +200,6 @@ async def stream_relay(
             except StopAsyncIteration:
                 break
             except InBandError as exc:
-                outcome = "cut"
                 await pool.credential_report(
                     credential=credential,
                     model=ctx.model,
@@ -193,6 +207,7 @@ async def stream_relay(
                     status=exc.status,
                     now=clock.now(),
                 )
+                await counted_now("cut")
                 yield relay.failure(
                     UpstreamError(
                         exc.verdict.message or "Upstream failed during the stream.",
@@ -209,11 +224,10 @@ async def stream_relay(
             if chunk:
                 yield chunk
         tail = relay.finish()
+        await counted_now("ok")
         if tail:
             yield tail
-        outcome = "ok"
     except STREAM_ERRORS as exc:
-        outcome = "cut"
         await pool.credential_report(
             credential=credential,
             model=ctx.model,
@@ -221,6 +235,8 @@ async def stream_relay(
             status=None,
             now=clock.now(),
         )
+        if not counted:
+            await counted_now("cut")
         yield relay.failure(
             UpstreamUnreachable(
                 "The upstream stream was interrupted before it finished.",
@@ -230,8 +246,6 @@ async def stream_relay(
     finally:
         await batches.aclose()
         await start.response.aclose()
-        ctx.usage = usage[0]
-        # 499: the client closed the connection (nginx's convention).
-        ctx.status = {"ok": 200, "cut": 502}.get(outcome, 499)
-        attempt_count(ctx, credential, success=outcome == "ok", usage=ctx.usage)
+        if not counted:
+            await counted_now("cancelled")
         request_log(ctx)

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from rotator.models import (
     AliasState,
@@ -81,6 +83,7 @@ class StateBackend(Protocol):
         *,
         user_id: int,
         version: int,
+        cursor: int,
         ordered_ids: Sequence[int],
         marks: Mapping[str, Mapping[int, int]],
     ) -> None: ...
@@ -100,6 +103,10 @@ class StateBackend(Protocol):
     def aliases_invalidate(self) -> None: ...
 
     def cursor_advance(self, *, user_id: int, by: int) -> int: ...
+
+    def cursors_persist(self, *, user_ids: Iterable[int]) -> None:
+        """Copies these pools' cursors to the database, where a restarted Redis finds them."""
+        ...
 
     def failures_add(self, *, name: str, expires_at_ms: int) -> int:
         """Counts one failure under `name` (a window that ends at `expires_at_ms`); returns
@@ -266,6 +273,7 @@ class DatabaseState:
         *,
         user_id: int,
         version: int,
+        cursor: int,
         ordered_ids: Sequence[int],
         marks: Mapping[str, Mapping[int, int]],
     ) -> None:
@@ -304,6 +312,9 @@ class DatabaseState:
     def cursor_advance(self, *, user_id: int, by: int) -> int:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(PoolState.objects.values_list("cursor", flat=True).get(user_id=user_id))
+
+    def cursors_persist(self, *, user_ids: Iterable[int]) -> None:
+        return None  # the cursor lives in the database already
 
     def failures_add(self, *, name: str, expires_at_ms: int) -> int:
         # Conditional increment first: concurrent failures each count, none is lost.
@@ -485,16 +496,19 @@ if soonest then return {'none', string.format('%d', soonest)} end
 return {'none', ''}
 """
 
-# KEYS: 1 pool hash, 2 order hash. ARGV: 1 version, 2.. ordered credential ids.
-# Installs only over an older version, so a slow process cannot undo a newer install.
+# KEYS: 1 pool hash, 2 order hash. ARGV: 1 version, 2 the durable cursor, 3.. ordered
+# credential ids. Installs only over an older version, so a slow process cannot undo a newer
+# install. The cursor is set only where Redis lost it (a restart): the pool then goes on
+# near where it was (docs/reliability.md), instead of starting again at its first credential.
 _INSTALL_LUA = """
 local ov = tonumber(redis.call('HGET', KEYS[1], 'ov') or '-1')
 if ov >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSETNX', KEYS[1], 'cursor', ARGV[2])
 redis.call('DEL', KEYS[2])
-local n = #ARGV - 1
+local n = #ARGV - 2
 local batch = {}
-for i = 2, #ARGV do
-  batch[#batch + 1] = tostring(i - 2)
+for i = 3, #ARGV do
+  batch[#batch + 1] = tostring(i - 3)
   batch[#batch + 1] = ARGV[i]
   if #batch >= 2000 then
     redis.call('HSET', KEYS[2], unpack(batch))
@@ -580,7 +594,13 @@ class RedisState:
         self._sync = redis.Redis.from_url(url)
         self._pick_sha: str | None = None
 
-    def _client(self) -> aioredis.Redis:
+    @property
+    def sync_client(self) -> redis.Redis:
+        """The process's synchronous client (threads, commands, the usage flusher)."""
+        return self._sync
+
+    def client(self) -> aioredis.Redis:
+        """The async client of the running loop (the request path)."""
         # redis.asyncio connections belong to the loop that made them; the server has one loop
         # per process, tests may have several.
         loop = asyncio.get_running_loop()
@@ -590,7 +610,13 @@ class RedisState:
             # not fail: redis-py's default pool raises MaxConnectionsError past 100 in use.
             # A pick holds its connection for one round trip, so a few dozen serve any burst.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self._url, max_connections=_REDIS_CONNECTIONS, timeout=_REDIS_WAIT_SECONDS
+                self._url,
+                max_connections=_REDIS_CONNECTIONS,
+                timeout=_REDIS_WAIT_SECONDS,
+                # After a Redis restart every pooled connection is dead: each is re-opened
+                # once, at once, instead of failing one request apiece. A dead socket means
+                # the command never reached the new server, so nothing runs twice.
+                retry=Retry(NoBackoff(), 1),
             )
             client = aioredis.Redis(connection_pool=pool)
             self._clients[loop] = client
@@ -613,7 +639,7 @@ class RedisState:
             1 if request.count_rate else 0,
             *request.excluded,
         ]
-        client = self._client()
+        client = self.client()
         if self._pick_sha is None:
             self._pick_sha = await client.script_load(_PICK_LUA)
         try:
@@ -636,10 +662,11 @@ class RedisState:
         *,
         user_id: int,
         version: int,
+        cursor: int,
         ordered_ids: Sequence[int],
         marks: Mapping[str, Mapping[int, int]],
     ) -> None:
-        client = self._client()
+        client = self.client()
         pipe = client.pipeline(transaction=False)
         # Marks first: from the durable copy, never shortening a hot one (GT).
         for model, until_by_id in marks.items():
@@ -654,6 +681,7 @@ class RedisState:
             state_key("pool", user_id),
             state_key("order", user_id),
             version,
+            cursor,
             *ordered_ids,
         )
         await pipe.execute()
@@ -662,7 +690,7 @@ class RedisState:
         self, *, user_id: int, credential_ids: Iterable[int], model: str, until_ms: int
     ) -> None:
         key = state_key("marks", user_id, model)
-        pipe = self._client().pipeline(transaction=False)
+        pipe = self.client().pipeline(transaction=False)
         pipe.zadd(key, {str(i): until_ms for i in credential_ids})
         # TTL is garbage collection only: extend it, never shorten it.
         pipe.pexpireat(key, until_ms + _MARK_TTL_SLACK_MS, gt=True)
@@ -672,7 +700,7 @@ class RedisState:
     async def pool_version(self, *, user_id: int) -> int | None:
         # The installed order's version: missing after an invalidation or a Redis restart,
         # which reads as changed and makes the caller reload.
-        value = await self._client().hget(state_key("pool", user_id), "ov")
+        value = await self.client().hget(state_key("pool", user_id), "ov")
         return None if value is None else int(value)
 
     def marks_drop(self, *, user_id: int, credential_ids: Iterable[int] | None) -> None:
@@ -690,7 +718,7 @@ class RedisState:
         transaction.on_commit(lambda: self._sync.hdel(state_key("pool", user_id), "ov"))
 
     async def aliases_version(self) -> int:
-        client = self._client()
+        client = self.client()
         value = await client.get(state_key("aliases", "version"))
         if value is not None:
             return int(value)
@@ -713,6 +741,21 @@ class RedisState:
         PoolState.objects.filter(user_id=user_id).update(cursor=F("cursor") + by)
         return int(self._sync.hincrby(state_key("pool", user_id), "cursor", by))
 
+    def cursors_persist(self, *, user_ids: Iterable[int]) -> None:
+        users = sorted(set(user_ids))
+        if not users:
+            return
+        pipe = self._sync.pipeline(transaction=False)
+        for user_id in users:
+            pipe.hget(state_key("pool", user_id), "cursor")
+        for user_id, value in zip(users, pipe.execute(), strict=True):
+            if value is not None:
+                # Raised only: a cursor only moves forward, and a slower copy must not undo a
+                # newer one.
+                PoolState.objects.filter(user_id=user_id).update(
+                    cursor=Greatest(F("cursor"), Value(int(value)))
+                )
+
     def failures_add(self, *, name: str, expires_at_ms: int) -> int:
         key = state_key("fail", name)
         pipe = self._sync.pipeline(transaction=False)
@@ -728,13 +771,13 @@ class RedisState:
     async def failure_count(
         self, *, credential_id: int, now_ms: int, window_ms: int, threshold: int
     ) -> bool:
-        reply = await self._client().eval(
+        reply = await self.client().eval(
             _FAILURE_LUA, 1, state_key("breaker", credential_id), now_ms, window_ms, threshold
         )
         return int(reply) == 1
 
     async def failures_clear(self, *, credential_id: int) -> None:
-        await self._client().delete(state_key("breaker", credential_id))
+        await self.client().delete(state_key("breaker", credential_id))
 
     def lease_take(self, *, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
         key = state_key("lease", name)

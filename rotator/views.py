@@ -31,6 +31,7 @@ from common.errors import (
     RotatorError,
     StateUnavailable,
 )
+from common.events import usage_settled
 from common.naming import bearer_token, model_bare
 from rotator import aliases, catalog, pipeline, pool, stored_responses, throttle
 from rotator.codecs import anthropic_messages, gemini_native, openai_chat, openai_responses
@@ -119,6 +120,10 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
                     RotatorError(f"Internal error; request id {request_id}.", code="internal"),
                     dialect=dialect,
                 )
+            if not response.streaming:
+                # What the client is about to see answered is counted where a kill cannot
+                # lose it (a stream does this before its last bytes).
+                await usage_settled()
             ctx = getattr(request, "rotator_ctx", None)
             overhead = (
                 ctx.overhead_ms() if ctx is not None else (time.perf_counter() - started) * 1000

@@ -50,3 +50,15 @@ class UsageCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model} {self.credential_label}: {self.requests}"
+
+
+class UsageBatchApplied(models.Model):
+    """A batch of counts moved from Redis to the database, by its id: written in the same
+    transaction as its counts, so a batch that two processes both try to apply (one died
+    after its commit, before it could say so in Redis) is added once."""
+
+    batch = models.CharField(max_length=64, unique=True)
+    applied_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"usage batch {self.batch}"

@@ -6,7 +6,10 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 
 from common import clock
-from stats.models import UsageCounter
+from stats.models import UsageBatchApplied, UsageCounter
+
+# A batch id is kept only as long as a flusher could still find that batch in Redis.
+_BATCH_IDS_KEPT = timedelta(days=2)
 
 
 def usage_oldest_kept(*, now: datetime) -> date:
@@ -29,4 +32,5 @@ def usage_prune(*, now: datetime) -> Pruned:
     many rows went. Counters only ever grow on today's row, so this races with nothing."""
     oldest = usage_oldest_kept(now=now)
     deleted, _ = UsageCounter.objects.filter(day__lt=oldest).delete()
+    UsageBatchApplied.objects.filter(applied_at__lt=now - _BATCH_IDS_KEPT).delete()
     return Pruned(deleted=deleted, oldest_kept=oldest)

@@ -1,24 +1,32 @@
-"""Usage counting: an in-process buffer flushed to the database every USAGE_FLUSH_SECONDS.
+"""Usage counting, flushed to the database every USAGE_FLUSH_SECONDS.
 
-Why a buffer: a database write per request would cost more than forwarding it. Bound: a
-server process that is killed outright loses at most the counts of its last flush interval
-(1 s by default); a graceful stop (SIGTERM, the ASGI lifespan shutdown) flushes first and
-loses nothing. Each flush is one INSERT ... ON CONFLICT DO UPDATE that adds to the stored
-numbers, so any number of processes flushing at once never lose or double an increment.
+On the production profile (REDIS_URL set) the request path counts into Redis
+(stats/usage_redis.py): a killed worker loses nothing it answered, and any process's flush
+moves every worker's counts to the database. On the embedded default, and wherever Redis
+cannot be reached, counts wait in an in-process buffer. Why a buffer there: a database write
+per request would cost more than forwarding it. Bound: a server process that is killed
+outright loses at most the counts of its last flush interval (1 s by default); a graceful stop
+(SIGTERM, the ASGI lifespan shutdown) flushes first and loses nothing. Each flush is one
+INSERT ... ON CONFLICT DO UPDATE that adds to the stored numbers, so any number of processes
+flushing at once never lose or double an increment.
 """
 
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, Value, When
+from redis.exceptions import RedisError
 
 from accounts.models import ApiKey, Credential
 from common.events import UsageEvent
@@ -123,28 +131,75 @@ _flusher: asyncio.Task[None] | None = None
 _flush_lock = threading.Lock()
 
 
-def usage_record(event: UsageEvent, *, at: datetime) -> None:
-    """Counts one attempt in this process's buffer (no I/O) and makes sure a flusher runs."""
+def _buffer_add(event: UsageEvent, at: datetime) -> None:
     _buffer.add(event, at=at)
+
+
+@cache
+def _redis_usage() -> Any:
+    """The Redis counter of the production profile, or None on the embedded default."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return None
+    from rotator.state import RedisState, state_backend
+    from stats.usage_redis import RedisUsage
+
+    state = state_backend()
+    assert isinstance(state, RedisState)
+    return RedisUsage(state, fallback=_buffer_add)
+
+
+def usage_record(event: UsageEvent, *, at: datetime) -> None:
+    """Counts one attempt (no I/O here): into the Redis write that `usage_settled` waits for,
+    or into this process's buffer; and makes sure a flusher runs."""
     global _flusher
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _buffer.add(event, at=at)  # sync callers (commands, tests) flush explicitly
+        return
+    counter = _redis_usage()
+    if counter is not None:
+        counter.usage_add(event, at=at, loop=loop)
+    else:
+        _buffer.add(event, at=at)
     if _flusher is None or _flusher.done():
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # sync callers (commands, tests) flush explicitly
         _flusher = loop.create_task(_flush_periodically())
+
+
+async def usage_settled() -> None:
+    """Returns once every count recorded so far in this loop is where a killed process cannot
+    lose it (Redis), or in the buffer where Redis failed. The response path awaits it before
+    an answer's last byte, so what a client saw answered is counted."""
+    counter = _redis_usage()
+    if counter is not None:
+        await counter.settled()
 
 
 async def _flush_periodically() -> None:
     from django.conf import settings
 
     loop = asyncio.get_running_loop()
+    failing_since: float | None = None
     while True:
         await asyncio.sleep(settings.USAGE_FLUSH_SECONDS)
         try:
             await loop.run_in_executor(_writer, _flush_in_writer)
-        except Exception:  # a failed flush keeps its counts (give_back) and tries again
-            logger.exception("usage flush failed; counts kept for the next flush")
+        except Exception as exc:  # a failed flush keeps its counts (give_back) and tries again
+            # One traceback per outage, not one every USAGE_FLUSH_SECONDS while it lasts.
+            if failing_since is None:
+                failing_since = time.monotonic()
+                logger.exception("usage flush failed; counts kept for the next flush")
+            else:
+                logger.debug("usage flush still failing: %s", type(exc).__name__)
+        else:
+            if failing_since is not None:
+                logger.warning(
+                    "usage flush works again after %.1f s; kept counts written",
+                    time.monotonic() - failing_since,
+                )
+                failing_since = None
 
 
 def _flush_in_writer() -> int:
@@ -158,20 +213,54 @@ def usage_flush() -> int:
     Raises the database's error after putting the counts back in the buffer.
     """
     with _flush_lock:
+        written = 0
+        counter = _redis_usage()
+        if counter is not None:
+            with suppress(RedisError):  # still down: they wait, and batches_apply says so
+                counter.unsure_resolve()
         batch = _buffer.take()
-        if not batch:
-            return 0
-        try:
-            _batch_write(batch)
-        except Exception:
-            _buffer.give_back(batch)
-            raise
-        return len(batch.counts)
+        if batch:
+            try:
+                _batch_write(batch)
+            except Exception:
+                _buffer.give_back(batch)
+                raise
+            written = len(batch.counts)
+        if counter is not None:
+            written += counter.batches_apply(_redis_batch_write)
+        return written
 
 
 async def usage_flush_async() -> int:
+    await usage_settled()
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_writer, _flush_in_writer)
+
+
+def _redis_batch_write(redis_batch: Any) -> None:
+    """Adds one batch taken from Redis (stats.usage_redis.RedisBatch) to the database, and
+    keeps the cursors of the pools it counted where a restarted Redis finds them."""
+    from rotator.state import state_backend
+
+    counts: dict[_BucketKey, list[int]] = {}
+    credential_requests: dict[int, int] = {}
+    for (day, user_id, key_id, credential_id, model, requested), row in redis_batch.counts.items():
+        counts[(date.fromisoformat(day), user_id, key_id, credential_id, model, requested)] = row
+        if credential_id is not None:
+            credential_requests[credential_id] = credential_requests.get(credential_id, 0) + row[0]
+    _batch_write(
+        UsageBatch(
+            counts=counts,
+            labels=redis_batch.labels,
+            credential_requests=credential_requests,
+            credential_used={
+                credential_id: redis_batch.credential_used[credential_id]
+                for credential_id in credential_requests
+            },
+            key_used=redis_batch.key_used,
+        )
+    )
+    state_backend().cursors_persist(user_ids={key[1] for key in counts})
 
 
 def _batch_write(batch: UsageBatch) -> None:

@@ -154,8 +154,23 @@ def live(live_server_url: str, transactional_db) -> Iterator[str]:
     yield live_server_url
     # Before the tables are emptied: drop buffered counts and wait out a flush in progress,
     # which would otherwise race the truncation (a deadlock on PostgreSQL).
+    # On Redis the counts wait in a hash under this test's prefix: drop it too.
     with usage._flush_lock:
         usage._buffer.take()
+        _redis_usage_drop()
+
+
+def _redis_usage_drop() -> None:
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    from rotator.state import state_backend, state_key
+
+    client = state_backend().sync_client  # type: ignore[attr-defined]
+    stale = list(client.scan_iter(match=state_key("usage", "*")))
+    if stale:
+        client.delete(*stale)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from accounts.models import ApiKey
-from rotator.models import Mark
+from rotator.models import Mark, PoolState
 from stats.models import UsageCounter
 from stats.usage import usage_flush
 from tests.conftest import persona_create
@@ -308,3 +308,70 @@ def test_a_database_out_of_reach_at_start_is_reported_then_used_once_back(fake_g
         outage.close()
     assert len(fake_gemini.requests) == 2
     assert ApiKey.objects.get(pk=dora.api_key.pk).last_used_at is not None
+
+
+def _usage_total() -> int:
+    return sum(UsageCounter.objects.values_list("requests", flat=True))
+
+
+@infrastructure
+def test_a_killed_worker_loses_no_count_of_what_it_answered_on_redis(fake_gemini):
+    """Counts go into Redis before an answer's last byte (chat, native, streamed); a worker
+    SIGKILLed right after loses none of them, and the next process's flush stores them. Before,
+    each worker buffered its counts in memory and a kill lost every one since its last flush."""
+    kim = persona_create("kim", credentials=2)
+    redis = RedisServer().start()
+    # No buffer flush would come in time: only what reached Redis can survive the kill.
+    worker = Rotator(fake_gemini, env={"REDIS_URL": redis.url, "USAGE_FLUSH_SECONDS": "3600"})
+    survivor = None
+    try:
+        worker.wait_answering()
+        with httpx.Client(base_url=worker.url, timeout=10) as http:
+            for _ in range(4):
+                assert _chat(http, kim.key).status_code == 200
+                assert _chat(http, kim.key, stream=True).status_code == 200
+                assert _native(http, kim.key, GENERATE).status_code == 200
+                assert _native(http, kim.key, STREAM, alt="sse").status_code == 200
+        worker.kill()
+        assert _usage_total() == 0
+        survivor = Rotator(fake_gemini, env={"REDIS_URL": redis.url})
+        survivor.wait_answering()
+        # A request makes the survivor's flusher run; it moves every worker's counts.
+        with httpx.Client(base_url=survivor.url, timeout=10) as http:
+            assert _chat(http, kim.key).status_code == 200
+        assert _wait_for(lambda: _usage_total() == 17, seconds=20), _usage_total()
+    finally:
+        worker.kill()
+        if survivor is not None:
+            survivor.stop()
+        redis.kill()
+    assert len(fake_gemini.requests) == 17
+    rows = UsageCounter.objects.all()
+    assert sum(r.successes for r in rows) == 17
+    assert sum(r.total_tokens for r in rows) > 0
+    assert {r.credential_id for r in rows} == {c.pk for c in kim.credentials}
+
+
+@infrastructure
+def test_after_a_redis_restart_round_robin_goes_on_where_it_was(fake_gemini):
+    """The cursor is kept in the database as counts are flushed; a Redis that lost it resumes
+    there. Before, a restarted Redis sent the next request to the pool's first credential
+    again, so every Redis restart loaded the first credentials of every pool."""
+    rory = persona_create("rory", credentials=3)
+    redis = RedisServer().start()
+    rotator = Rotator(fake_gemini, env={"REDIS_URL": redis.url, "USAGE_FLUSH_SECONDS": "0.1"})
+    try:
+        rotator.wait_answering()
+        with httpx.Client(base_url=rotator.url, timeout=10) as http:
+            for _ in range(2):
+                assert _chat(http, rory.key).status_code == 200
+            served = [r.secret for r in fake_gemini.requests]
+            assert served == rory.upstream_keys[:2]
+            assert _wait_for(lambda: PoolState.objects.get(user=rory.user).cursor >= 2, seconds=20)
+            redis.kill()
+            redis.start()  # same port, empty
+            assert _chat(http, rory.key).status_code == 200
+    finally:
+        rotator.stop()
+        redis.kill()
+    assert fake_gemini.requests[-1].secret == rory.upstream_keys[2]

@@ -58,6 +58,7 @@ async def _install(backend, alice, marks=None):
     await backend.order_install(
         user_id=alice.user.id,
         version=state.version,
+        cursor=state.cursor,
         ordered_ids=[c.id for c in alice.credentials],
         marks=marks or {},
     )

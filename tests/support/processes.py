@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,9 +44,14 @@ class Rotator:
     """
 
     def __init__(
-        self, fake_gemini, *, env: Mapping[str, str | None] = (), stderr: Any = None
+        self,
+        fake_gemini,
+        *,
+        env: Mapping[str, str | None] = (),
+        stderr: Any = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
             **os.environ,
@@ -96,6 +102,12 @@ class Rotator:
             time.sleep(0.1)
         raise RuntimeError(f"rotator on {self.port} did not answer /healthz")
 
+    def kill(self) -> None:
+        """Kills outright (SIGKILL): no shutdown, no flush, as the OOM killer does."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
     def stop(self) -> int:
         """Stops gracefully (SIGTERM: the lifespan shutdown flushes usage); returns the exit
         code."""
@@ -109,19 +121,25 @@ class Rotator:
 
 
 class RedisServer:
-    """A private redis-server on a port of its own, without persistence: killing it loses
-    everything, as a restart of a cache-only Redis does."""
+    """A private redis-server on a port of its own. Without `data_dir` it keeps nothing:
+    killing it loses everything, as a restart of a cache-only Redis does. With one it keeps an
+    append-only file there, as compose.yaml's Redis does, and `restart()` finds it again."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, data_dir: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data_dir = data_dir
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "RedisServer":
         command = [
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--save", "", "--daemonize", "no",
         ]  # fmt: skip
+        if self.data_dir is None:
+            command += ["--appendonly", "no"]
+        else:
+            command += ["--appendonly", "yes", "--dir", str(self.data_dir)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not port_accepts(self.port):
@@ -136,6 +154,15 @@ class RedisServer:
             self.process.wait(timeout=10)
         self.process = None
 
+    def restart(self) -> None:
+        """Stops as an operator's restart does (SIGTERM: Redis writes what it keeps), then
+        starts again on the same port."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None
+        self.start()
+
 
 def port_accepts(port: int) -> bool:
     try:
@@ -147,7 +174,8 @@ def port_accepts(port: int) -> bool:
 
 class TcpGate:
     """A TCP forwarder to `target_port` on a port of its own. Closed, it hangs up on every
-    connection at once (a database that is not up yet); open, it relays bytes both ways."""
+    connection at once (a database that is not up yet, or gone: `close()` also cuts the
+    connections it relays); open, it relays bytes both ways."""
 
     def __init__(self, *, target_port: int) -> None:
         self.target_port = target_port
@@ -157,6 +185,7 @@ class TcpGate:
         self._server: asyncio.base_events.Server | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcp-gate", daemon=True)
+        self._relayed: set[asyncio.StreamWriter] = set()
 
     def start(self) -> "TcpGate":
         self._thread.start()
@@ -165,6 +194,17 @@ class TcpGate:
 
     def open(self) -> None:
         self.is_open = True
+
+    def close(self) -> None:
+        """Refuses new connections and cuts every relayed one, as a database that went down."""
+        self.is_open = False
+
+        def cut() -> None:
+            for writer in list(self._relayed):
+                writer.transport.abort()
+            self._relayed.clear()
+
+        self._loop.call_soon_threadsafe(cut)
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -199,6 +239,8 @@ class TcpGate:
             writer.close()
             return
 
+        self._relayed.update((writer, upstream_writer))
+
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
@@ -208,5 +250,6 @@ class TcpGate:
                 pass
             finally:
                 sink.close()
+                self._relayed.discard(sink)
 
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
