@@ -40,7 +40,7 @@ def _native(http: httpx.Client, key: str, path: str, **params) -> httpx.Response
 
 def _usage_counted(*, requests: int) -> UsageCounter:
     """The one usage row, once the server has counted `requests` (streams count as they end)."""
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20  # a bound under load, not a wait
     while True:
         usage_flush()
         rows = list(UsageCounter.objects.all())
@@ -51,7 +51,7 @@ def _usage_counted(*, requests: int) -> UsageCounter:
     return row
 
 
-def _wait_for(predicate, *, seconds: float = 3) -> bool:
+def _wait_for(predicate, *, seconds: float = 20) -> bool:
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:
@@ -105,13 +105,14 @@ def test_an_upstream_that_does_not_answer_in_time_is_abandoned_for_another_crede
     settings.UPSTREAM_READ_TIMEOUT_SECONDS = 0.5
     slow = alice.upstream_keys[:2]
     for secret in slow:
-        fake_gemini.behave(secret, "timeout", seconds=5)
+        fake_gemini.behave(secret, "timeout", seconds=60)
     started = time.monotonic()
     for _ in range(2):
         response = _native(http, alice.key, STREAM, alt="sse") if stream else _chat(http, alice.key)
         assert response.status_code == 200
-    # Each abandoned attempt costs the read timeout, not the five seconds upstream would take.
-    assert time.monotonic() - started < 4
+    # Each abandoned attempt costs the read timeout, not the minute upstream would take (the
+    # bound is loose so that a loaded machine cannot fail it; waiting would take 120 s).
+    assert time.monotonic() - started < 30
     abandoned = [r for r in fake_gemini.requests if r.secret in slow]
     assert abandoned and all(r.cancelled for r in abandoned)
 

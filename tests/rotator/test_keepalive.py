@@ -60,8 +60,9 @@ def test_a_failure_after_keep_alives_ends_the_stream_with_an_error_event(
     persona = persona_create("kurt", credentials=1)
     # Upstream says nothing until our read timeout: the 200 and keep-alives are out by then,
     # so the failure comes as the dialect's error event (and the SDK raises on it).
-    settings.UPSTREAM_READ_TIMEOUT_SECONDS = 0.7
-    fake_gemini.behave(persona.upstream_keys[0], "timeout", seconds=5)
+    # The timeout leaves the 0.2 s keep-alive ten periods to go out, even on a loaded machine.
+    settings.UPSTREAM_READ_TIMEOUT_SECONDS = 2.0
+    fake_gemini.behave(persona.upstream_keys[0], "timeout", seconds=30)
     lines = _stream(http, persona.key)
     assert lines[0].startswith(":")
     assert lines[-1].startswith("data:") and '"error"' in lines[-1]

@@ -318,12 +318,12 @@ def test_a_client_disconnect_cancels_the_upstream_stream(live, alice, fake_gemin
         for line in response.iter_lines():
             if line.startswith("data:"):
                 break
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20  # a bound under load, not a wait
     while fake_gemini.cancelled == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fake_gemini.cancelled == 1
     # Usage seen so far is still recorded, as a request that did not complete.
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20  # a bound under load, not a wait
     while time.monotonic() < deadline:
         usage_flush()
         if UsageCounter.objects.exists():
