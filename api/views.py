@@ -837,7 +837,9 @@ class UsageViewSet(mixins.ListModelMixin, ResourceViewSet):
         """Usage as CSV, one row per quota day, API key, credential and model (masked names),
         for every user or one (`user`). Counts reach the database within USAGE_FLUSH_SECONDS
         of each request; counters older than USAGE_RETENTION_DAYS are pruned."""
-        serializer = self.ExportInput(data=request.query_params)
+        # A plain dict, as the list filters take it: from a QueryDict DRF reads an empty
+        # `since=` as absent, which the schema (a date) does not allow.
+        serializer = self.ExportInput(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
         try:
             since, until = usage_range(
