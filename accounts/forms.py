@@ -115,22 +115,18 @@ class ApiKeyChangeForm(forms.ModelForm):  # type: ignore[type-arg]
         fields = ["name", "expires_at", "allowed_models", "requests_per_minute", "requests_per_day"]
 
 
-class CredentialChangeForm(forms.ModelForm):  # type: ignore[type-arg]
-    """The change form, plus the egress proxy: write-only, like a secret."""
+class EgressProxyFields(forms.Form):
+    """The egress proxy of a change form: write-only, like a secret (credentials, pools)."""
 
     proxy_url = forms.CharField(
         required=False,
         strip=True,
         label="New egress proxy URL",
         widget=WriteOnlyInput(),
-        help_text="http://host:3128 or socks5://user:password@host:1080. Upstream calls and "
-        "token refreshes of this credential go through it. Empty keeps the current one.",
+        help_text="http://host:3128 or socks5://user:password@host:1080. Empty keeps the "
+        "current one.",
     )
     proxy_clear = forms.BooleanField(required=False, label="Remove the egress proxy")
-
-    class Meta:
-        model = Credential
-        fields = ["label", "project_label", "enabled", "position"]
 
     def clean_proxy_url(self) -> str:
         url = str(self.cleaned_data.get("proxy_url") or "")
@@ -138,10 +134,25 @@ class CredentialChangeForm(forms.ModelForm):  # type: ignore[type-arg]
             proxy_url_validate(url)
         return url
 
+    def proxy_requested(self) -> str | None:
+        """The proxy to set ("" removes it), or None when the operator left it as it is."""
+        url = str(self.cleaned_data.get("proxy_url") or "")
+        if not url and not self.cleaned_data.get("proxy_clear"):
+            return None
+        return url
+
+
+class CredentialChangeForm(EgressProxyFields, forms.ModelForm):  # type: ignore[type-arg]
+    """The change form, plus the egress proxy: write-only, like a secret."""
+
+    class Meta:
+        model = Credential
+        fields = ["label", "project_label", "enabled", "position"]
+
     def proxy_changes(self) -> list[str]:
         """Applies the proxy fields to the instance; returns the model fields they changed."""
-        url = self.cleaned_data.get("proxy_url") or ""
-        if not url and not self.cleaned_data.get("proxy_clear"):
+        url = self.proxy_requested()
+        if url is None:
             return []
         self.instance.proxy_url_set(url)
         return ["proxy_url_encrypted", "proxy_url_mask"]

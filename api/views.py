@@ -48,7 +48,7 @@ from common import clock
 from common.errors import RotatorError
 from rotator.credentials import credential_check, credentials_enable
 from rotator.models import ALIAS_NAME_PATTERN, MODEL_NAME_PATTERN, Mark, ModelAlias, QuotaReading
-from rotator.pool import marks_clear, pool_rotate
+from rotator.pool import marks_clear, pool_proxy_set, pool_rotate
 from rotator.quota import credential_quota_fetch
 from rotator.render import openai_error_response
 from stats.export import usage_csv, usage_csv_filename, usage_range
@@ -175,6 +175,23 @@ class ResourceViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         return dict(serializer.validated_data)
 
 
+class ProxyUrlField(serializers.CharField):
+    """A write-only egress proxy URL: trimmed, checked (the error never repeats the URL, which
+    may hold a password), "" to remove."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_blank=True, write_only=True, max_length=2000, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        url = str(super().to_internal_value(data)).strip()
+        if url:
+            try:
+                proxy_url_validate(url)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages) from None
+        return url
+
+
 def _orderings(*fields: str) -> list[str]:
     return [choice for field in fields for choice in (field, f"-{field}")]
 
@@ -260,6 +277,34 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ResourceView
         with transaction.atomic():
             user.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    class PoolProxyInput(serializers.Serializer[Any]):
+        proxy_url = ProxyUrlField(
+            help_text="Egress proxy for every credential of the user's pool that names none of "
+            "its own (http://host:3128, socks5://user:password@host:1080); empty removes it.",
+        )
+
+    class PoolProxyOutput(serializers.Serializer[Any]):
+        proxy_url_mask = serializers.CharField(
+            read_only=True, help_text="The pool's proxy, masked; empty when there is none."
+        )
+
+    @extend_schema(request=PoolProxyInput, responses=PoolProxyOutput)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="pool-proxy",
+        required_permission="rotator.change_poolstate",
+    )
+    def pool_proxy(self, request: Request, pk: str) -> Response:
+        """Sets or removes the egress proxy of the user's whole pool."""
+        user = self.get_object()
+        serializer = self.PoolProxyInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # No transaction around it: the pool's version is bumped after the row is saved, so no
+        # process reloads the pool before the change is visible.
+        state = pool_proxy_set(user_id=user.id, url=serializer.validated_data["proxy_url"])
+        return Response(self.PoolProxyOutput(state).data)
 
     @extend_schema(request=None, responses=RotateOutput)
     @action(detail=True, methods=["post"], required_permission="rotator.change_poolstate")
@@ -430,19 +475,12 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Resour
         position = serializers.IntegerField(
             min_value=0, max_value=POSITIVE_INT_MAX, required=False, help_text="Order in the pool."
         )
-        proxy_url = serializers.CharField(
+        proxy_url = ProxyUrlField(
             required=False,
-            allow_blank=True,
-            write_only=True,
-            max_length=2000,
             help_text="Egress proxy for this credential (http://host:3128, "
-            "socks5://user:password@host:1080); empty removes it. Shown only as proxy_url_mask.",
+            "socks5://user:password@host:1080); empty removes it, and the pool's proxy (if "
+            "any) applies. Shown only as proxy_url_mask.",
         )
-
-        def validate_proxy_url(self, value: str) -> str:
-            if value.strip():
-                proxy_url_validate(value.strip())
-            return value.strip()
 
     class ImportInput(serializers.Serializer[Any]):
         user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())

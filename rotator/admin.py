@@ -15,6 +15,7 @@ from django.db.models import Count, Model, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from accounts.forms import EgressProxyFields
 from accounts.models import Credential
 from common import clock
 from rotator.models import (
@@ -25,7 +26,7 @@ from rotator.models import (
     PoolState,
     UpstreamErrorLog,
 )
-from rotator.pool import marks_clear, pool_rotate
+from rotator.pool import marks_clear, pool_proxy_set, pool_rotate
 
 
 def until_text(until: datetime, *, now: datetime) -> str:
@@ -83,15 +84,47 @@ def pools_rotate(
             )
 
 
+class PoolChangeForm(EgressProxyFields, ModelForm[PoolState]):
+    class Meta:
+        model = PoolState
+        fields = ["strategy"]
+
+
 @admin.register(PoolState)
 class PoolStateAdmin(ChangedFieldsOnly, admin.ModelAdmin[PoolState]):
-    list_display = ("user", "strategy", "pool_size", "rotated_at", "cursor", "version")
+    form = PoolChangeForm
+    list_display = (
+        "user", "strategy", "pool_size", "proxy_url_mask", "rotated_at", "cursor", "version",
+    )  # fmt: skip
     list_filter = ("strategy",)
     search_fields = ("user__username",)
     list_select_related = ("user",)
-    fields = ("user", "strategy", "pool_size", "rotated_at", "cursor", "version")
-    readonly_fields = ("user", "pool_size", "rotated_at", "cursor", "version")
+    fieldsets = [
+        (None, {"fields": ("user", "strategy", "pool_size", "rotated_at", "cursor", "version")}),
+        (
+            "Egress proxy",
+            {
+                "fields": ("proxy_url_mask", "proxy_url", "proxy_clear"),
+                "description": "For every credential of this pool that names no proxy of its "
+                "own: upstream calls and token refreshes go through it.",
+            },
+        ),
+    ]
+    readonly_fields = ("user", "pool_size", "rotated_at", "cursor", "version", "proxy_url_mask")
     actions = (pools_rotate,)
+
+    def save_model(
+        self, request: HttpRequest, obj: Model, form: ModelForm[Any], change: bool
+    ) -> None:
+        # The proxy fields are not model fields: pool_proxy_set stores and announces them.
+        form.changed_data[:] = [
+            name for name in form.changed_data if name not in ("proxy_url", "proxy_clear")
+        ]
+        super().save_model(request, obj, form, change)
+        assert isinstance(form, PoolChangeForm) and isinstance(obj, PoolState)
+        url = form.proxy_requested()
+        if url is not None:
+            pool_proxy_set(user_id=obj.user_id, url=url)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PoolState]:
         in_pool = Q(

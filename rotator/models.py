@@ -37,6 +37,10 @@ class PoolState(models.Model):
         default=1, help_text="Bumped on every change to the pool's credentials or keys."
     )
     rotated_at = models.DateTimeField(null=True, blank=True)
+    # The pool's egress proxy, for every credential that names none of its own; encrypted like
+    # a secret, shown only masked (rotator.pool.pool_proxy_set writes both).
+    proxy_url_encrypted = models.TextField(blank=True, default="", editable=False)
+    proxy_url_mask = models.CharField("egress proxy", max_length=32, blank=True, editable=False)
 
     class Meta:
         verbose_name = "pool"

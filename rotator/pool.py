@@ -18,8 +18,15 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from accounts.models import ApiKey, Credential, api_key_refusal
-from accounts.secrets import SecretUnreadable, decrypt, digest, encryption_key_name
+from accounts.models import ApiKey, Credential, api_key_refusal, proxy_url_validate
+from accounts.secrets import (
+    SecretUnreadable,
+    decrypt,
+    digest,
+    encrypt,
+    encryption_key_name,
+    mask,
+)
 from common import clock
 from common.errors import (
     AuthenticationFailed,
@@ -45,6 +52,7 @@ from rotator.state import (
     now_ms_of,
     state_backend,
 )
+from rotator.upstream import proxy_effective
 
 logger = logging.getLogger("rotator.pool")
 
@@ -85,7 +93,7 @@ class CredentialView:
     oauth_project_id: str
     oauth_client_id: str
     oauth_client_secret_encrypted: str
-    # Egress proxy (rotator.upstream.upstream_client_for); "" for direct.
+    # Egress proxy, its own or its pool's (rotator.upstream.proxy_effective); "" for direct.
     proxy_url_encrypted: str = field(default="", repr=False)
     _secret: str | None = field(default=None, repr=False)
 
@@ -190,6 +198,10 @@ def snapshot_load(*, user_id: int, now: datetime) -> tuple[PoolSnapshot, dict[st
             "proxy_url_encrypted",
         )
     )
+    for row in rows:
+        row["proxy_url_encrypted"] = proxy_effective(
+            own=row["proxy_url_encrypted"], pool=state.proxy_url_encrypted
+        )
     credentials = {row["id"]: CredentialView(user_id=user_id, **row) for row in rows}
     peers: dict[str, list[int]] = {}
     for view in credentials.values():
@@ -789,6 +801,22 @@ def credential_restore(*, credential_id: int) -> None:
 def pool_invalidate(*, user_id: int) -> None:
     """Tells every process that this user's pool (credentials, keys, strategy) changed."""
     state_backend().pool_invalidate(user_id=user_id)
+
+
+def pool_proxy_set(*, user_id: int, url: str) -> PoolState:
+    """Sets (or with "" removes) the egress proxy of a user's whole pool: stored encrypted and
+    masked, used by every credential that names no proxy of its own, and every process told.
+    Raises ValidationError for a URL that is not an HTTP or SOCKS5 proxy (without echoing it).
+    """
+    url = url.strip()
+    if url:
+        proxy_url_validate(url)
+    state, _ = PoolState.objects.get_or_create(user_id=user_id)
+    state.proxy_url_encrypted = encrypt(url) if url else ""
+    state.proxy_url_mask = mask(url) if url else ""
+    state.save(update_fields=["proxy_url_encrypted", "proxy_url_mask"])
+    pool_invalidate(user_id=user_id)
+    return state
 
 
 @dataclass(frozen=True, slots=True)

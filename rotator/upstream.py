@@ -19,7 +19,9 @@ import httpx
 from django.conf import settings
 from httpx_aiohttp import HttpxAiohttpClient
 
+from accounts.models import Credential
 from accounts.secrets import decrypt
+from rotator.models import PoolState
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -101,8 +103,21 @@ class HasProxy(Protocol):
     def proxy_url_encrypted(self) -> str: ...
 
 
+def proxy_effective(*, own: str, pool: str) -> str:
+    """The one rule for which proxy a credential's calls take (both encrypted): its own, else
+    its pool's, else none ("")."""
+    return own or pool
+
+
 def _proxy_url(credential: HasProxy) -> str:
     encrypted = credential.proxy_url_encrypted
+    if not encrypted and isinstance(credential, Credential):
+        # A row read for a check or a token refresh; pool snapshots (CredentialView) carry the
+        # effective proxy already, so the request path never queries here.
+        pool = PoolState.objects.filter(user_id=credential.user_id).values_list(
+            "proxy_url_encrypted", flat=True
+        )
+        encrypted = proxy_effective(own=encrypted, pool=pool.first() or "")
     return decrypt(encrypted) if encrypted else ""
 
 

@@ -175,3 +175,94 @@ def test_a_dead_proxy_fails_its_credential_without_the_url_reaching_clients_logs
     seen += list(first.error_log.values_list("message", flat=True))
     for text in seen:
         assert "dead-proxy-pass-7" not in text and dead not in text
+
+
+# ------------------------------------------------------------------ a whole pool's proxy
+
+
+def _pool_proxy_set(api: APIClient, user_id: int, url: str) -> dict:
+    response = api.post(f"/api/users/{user_id}/pool-proxy/", {"proxy_url": url}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pools_proxy_carries_every_credential_without_one_of_its_own(
+    live, http, alice, bob, api, fake_gemini
+):
+    with EgressProxy() as pool_proxy, EgressProxy() as own_proxy:
+        headers = {"authorization": f"Bearer {alice.key}"}
+        # Warm: the pool is cached before the proxy is set, as on a running server.
+        assert http.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 200
+        url = pool_proxy.http_url.replace("http://", "http://pool:pool-pass-0002@")
+        shown = _pool_proxy_set(api, alice.user.id, url)
+        assert shown == {"proxy_url_mask": mask(url)}
+        own = alice.credentials[2]
+        _proxy_set(api, own, own_proxy.http_url)
+        fake_gemini.reset()
+        for _ in range(6):
+            assert http.post("/v1/chat/completions", headers=headers, json=CHAT).status_code == 200
+        bob_headers = {"authorization": f"Bearer {bob.key}"}
+        assert http.post("/v1/chat/completions", headers=bob_headers, json=CHAT).status_code == 200
+
+        through_pool = [line.rsplit(" ", 1)[-1] for line in pool_proxy.seen]
+        through_own = [line.rsplit(" ", 1)[-1] for line in own_proxy.seen]
+    served = {c.secret(): len(fake_gemini.requests_for(c.secret())) for c in alice.credentials}
+    assert all(served.values())
+    first, second, _ = alice.credentials
+    # The two without a proxy of their own took the pool's; the third kept its own; bob's
+    # pool, which names none, went direct.
+    assert sorted(through_pool) == sorted(
+        [first.secret()] * served[first.secret()] + [second.secret()] * served[second.secret()]
+    )
+    assert through_own == [own.secret()] * served[own.secret()]
+    assert not set(bob.upstream_keys) & {*through_pool, *through_own}
+
+
+def test_a_pools_proxy_is_shown_masked_removed_with_an_empty_value_and_checked(api, alice):
+    secret_url = "socks5://ops:pool-secret-9@127.0.0.1:1080"
+    assert _pool_proxy_set(api, alice.user.id, secret_url) == {"proxy_url_mask": mask(secret_url)}
+    refused = api.post(
+        f"/api/users/{alice.user.id}/pool-proxy/", {"proxy_url": "ftp://x:21"}, format="json"
+    )
+    assert refused.status_code == 400 and "ftp://x:21" not in refused.content.decode()
+    assert _pool_proxy_set(api, alice.user.id, "") == {"proxy_url_mask": ""}
+    from rotator.models import PoolState
+
+    assert PoolState.objects.get(user=alice.user).proxy_url_encrypted == ""
+
+
+def test_setting_a_pools_proxy_needs_the_permission_to_change_pools(alice, bob):
+    from django.contrib.auth.models import Permission
+
+    operator = bob.user
+    operator.user_permissions.add(
+        Permission.objects.get(codename="view_user"), Permission.objects.get(codename="change_user")
+    )
+    client = APIClient()
+    client.force_login(operator)
+    path = f"/api/users/{alice.user.id}/pool-proxy/"
+    body = {"proxy_url": "http://127.0.0.1:3128"}
+    assert client.post(path, body, format="json").status_code == 403
+    operator.user_permissions.add(Permission.objects.get(codename="change_poolstate"))
+    operator = type(operator).objects.get(pk=operator.pk)  # permissions are cached per object
+    client.force_login(operator)
+    assert client.post(path, body, format="json").status_code == 200
+
+
+def test_the_admin_sets_a_pools_proxy_write_only(admin_client, alice):
+    from rotator.models import PoolState
+
+    PoolState.objects.get_or_create(user=alice.user)
+    secret_url = "http://ops:pool-admin-pass@127.0.0.1:3128"
+    page = f"/admin/rotator/poolstate/{alice.user.id}/change/"
+    response = admin_client.post(page, {"strategy": "round_robin", "proxy_url": secret_url})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert PoolState.objects.get(user=alice.user).proxy_url_mask == mask(secret_url)
+    shown = admin_client.get(page).content.decode()
+    assert mask(secret_url) in shown and "pool-admin-pass" not in shown
+    listing = admin_client.get("/admin/rotator/poolstate/").content.decode()
+    assert "pool-admin-pass" not in listing
+    response = admin_client.post(page, {"strategy": "round_robin", "proxy_clear": "on"})
+    assert response.status_code == 302
+    assert PoolState.objects.get(user=alice.user).proxy_url_mask == ""
