@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Q, Subquery
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from common import clock
@@ -35,27 +36,28 @@ def stored_response_save(
     if ttl_seconds <= 0:
         return
     output = response.get("output")
-    StoredResponse.objects.update_or_create(
-        user_id=user_id,
-        response_id=str(response["id"]),
-        defaults={
-            "created_at": now,
-            "expires_at": now + timedelta(seconds=ttl_seconds),
-            "items": [*input_items, *(output if isinstance(output, list) else [])],
-            "response": dict(response),
-        },
+    fields = {
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+        "items": [*input_items, *(output if isinstance(output, list) else [])],
+        "response": dict(response),
+    }
+    # One statement, whether the id is new (every answer's is) or stored again.
+    StoredResponse.objects.bulk_create(
+        [StoredResponse(user_id=user_id, response_id=str(response["id"]), **fields)],
+        update_conflicts=True,
+        unique_fields=["user", "response_id"],
+        update_fields=list(fields),
     )
+    # One DELETE for both bounds: the user's expired answers and those beyond the newest
+    # RESPONSES_STORE_MAX_PER_USER. (Was four queries per save: the Responses API's bench row
+    # spent most of its time here.) Two saves at once may both keep one answer over the bound
+    # for a moment: accepted, the next save trims it.
     mine = StoredResponse.objects.filter(user_id=user_id)
-    mine.filter(expires_at__lte=now).delete()
-    # Two saves at once may both keep one answer over the bound for a moment: accepted, the
-    # next save trims it.
-    surplus = list(
-        mine.order_by("-created_at", "-id").values_list("id", flat=True)[
-            settings.RESPONSES_STORE_MAX_PER_USER :
-        ]
-    )
-    if surplus:
-        StoredResponse.objects.filter(id__in=surplus).delete()
+    beyond = mine.order_by("-created_at", "-id").values("id")[
+        settings.RESPONSES_STORE_MAX_PER_USER :
+    ]
+    mine.filter(Q(expires_at__lte=now) | Q(id__in=Subquery(beyond))).delete()
 
 
 def stored_response_find(*, user_id: int, response_id: str, now: datetime) -> StoredResponse | None:
