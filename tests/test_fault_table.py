@@ -31,6 +31,7 @@ from stats.models import UsageCounter
 from tests.conftest import Persona, persona_create
 from tests.rotator.test_oauth import oauth_persona
 from tests.support.processes import RedisServer, Rotator, TcpGate, database_url
+from tests.test_faults import _wait_for
 
 MODEL = "gemini-2.5-flash"
 CLIENTS = 6
@@ -243,15 +244,6 @@ def _counted(persona: Persona) -> int:
     (requests refused before any upstream call are counted too, without a credential)."""
     rows = UsageCounter.objects.filter(user=persona.user, credential__isnull=False)
     return sum(rows.values_list("requests", flat=True))
-
-
-def _wait_for(predicate: Callable[[], bool], *, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _spend_one_credential(fleet: Fleet, persona: Persona) -> str:
