@@ -285,6 +285,10 @@ def _batch_write(batch: UsageBatch) -> None:
         rows.append(
             [bucket, day, user_id, api_key_id, credential_id, label, model, requested, *counts]
         )
+    # Every flush locks rows in one order (buckets, then credentials, then keys, each sorted):
+    # two workers flushing at once then wait for each other instead of deadlocking (they did,
+    # on PostgreSQL under load, in dict order).
+    rows.sort(key=lambda row: str(row[0]))
     with transaction.atomic():
         existing_credentials = set(
             Credential.objects.filter(id__in=batch.credential_requests).values_list("id", flat=True)
@@ -307,12 +311,12 @@ def _batch_write(batch: UsageBatch) -> None:
         with connection.cursor() as cursor:
             cursor.executemany(sql, rows)
         _credential_totals_write(batch, existing_credentials)
-        for key_id, at in batch.key_used.items():
+        for key_id, at in sorted(batch.key_used.items()):
             ApiKey.objects.filter(id=key_id).update(last_used_at=at)
 
 
 def _credential_totals_write(batch: UsageBatch, existing: Iterable[int]) -> None:
-    for credential_id in existing:
+    for credential_id in sorted(existing):
         added = batch.credential_requests[credential_id]
         Credential.objects.filter(id=credential_id).update(
             requests_total=F("requests_total") + added,

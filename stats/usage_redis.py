@@ -131,6 +131,9 @@ class RedisUsage:
         # the next flush asks Redis and counts here only those that did not land.
         self._unsure: list[tuple[str, list[tuple[UsageEvent, datetime]]]] = []
         self._unsure_lock = threading.Lock()
+        # Batches this process took and could not apply yet (the database refused): retried at
+        # its next flush, not left for adoption ORPHAN_SECONDS later.
+        self._pending: list[str] = []
 
     @property
     def _live(self) -> str:
@@ -293,9 +296,12 @@ class RedisUsage:
         taken = client.eval(
             _TAKE_LUA, 3, self._live, self._batch_key(batch_id), self._batches, batch_id, now_ms
         )
-        ids = [batch_id] if int(taken) else []
+        if int(taken):
+            self._pending.append(batch_id)
         left = client.zrangebyscore(self._batches, "-inf", now_ms - ORPHAN_SECONDS * 1000)
-        ids += [raw.decode() for raw in cast(list[bytes], left)]
+        ids = list(
+            dict.fromkeys([*self._pending, *(raw.decode() for raw in cast(list[bytes], left))])
+        )
         applied = 0
         for one in ids:
             raw_fields = cast(dict[bytes, bytes], client.hgetall(self._batch_key(one)))
@@ -310,6 +316,8 @@ class RedisUsage:
                     pass  # another process applied it (and may not have lived to delete it)
             client.delete(self._batch_key(one))
             client.zrem(self._batches, one)
+            if one in self._pending:
+                self._pending.remove(one)
         return applied
 
 

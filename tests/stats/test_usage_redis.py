@@ -71,20 +71,36 @@ def _failing_write(batch) -> None:
     raise RuntimeError("the database went away mid-flush")
 
 
-def test_a_batch_whose_write_failed_is_added_once_when_a_later_flush_adopts_it(counter, alice):
+def test_a_batch_whose_write_failed_is_retried_by_its_process_at_the_next_flush(counter, alice):
     usage, kept = counter
+    other = RedisUsage(usage._state, fallback=lambda event, at: None)  # another worker
     _count(usage, [_event(alice), _event(alice, success=False, total_tokens=0)])
     with pytest.raises(RuntimeError):
         usage.batches_apply(_failing_write)
     assert _requests() == 0
-    # Too young to adopt: its own flusher may still be writing it.
-    assert usage.batches_apply(_redis_batch_write) == 0
-    clock.clock_travel(seconds=ORPHAN_SECONDS + 1)
+    # Too young for another worker to adopt: its own flusher may still be writing it...
+    assert other.batches_apply(_redis_batch_write) == 0
+    # ...and its own flusher, which knows it failed, does not wait ORPHAN_SECONDS for it.
     assert usage.batches_apply(_redis_batch_write) == 1
+    clock.clock_travel(seconds=ORPHAN_SECONDS + 1)
+    assert other.batches_apply(_redis_batch_write) == 0
     assert usage.batches_apply(_redis_batch_write) == 0
     [row] = UsageCounter.objects.all()
     assert (row.requests, row.successes, row.failures, row.total_tokens) == (2, 1, 1, 7)
     assert kept == []
+
+
+def test_a_batch_left_by_a_worker_that_died_is_adopted_once_by_another(counter, alice):
+    usage, _ = counter
+    other = RedisUsage(usage._state, fallback=lambda event, at: None)
+    _count(usage, [_event(alice)] * 2)
+    with pytest.raises(RuntimeError):
+        usage.batches_apply(_failing_write)  # and then the worker is gone
+    assert other.batches_apply(_redis_batch_write) == 0
+    clock.clock_travel(seconds=ORPHAN_SECONDS + 1)
+    assert other.batches_apply(_redis_batch_write) == 1
+    assert other.batches_apply(_redis_batch_write) == 0
+    assert _requests() == 2
 
 
 def test_a_batch_a_dead_flusher_committed_but_never_deleted_is_not_added_again(counter, alice):
