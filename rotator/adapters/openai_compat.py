@@ -48,11 +48,16 @@ class OpenAiPassthroughEncoder:
 
     def __init__(self, *, client_wants_usage: bool) -> None:
         self.client_wants_usage = client_wants_usage
+        self._done = False
 
     def feed(self, event: tuple[bytes, Any]) -> bytes:
         payload, document = event
         if payload == SSE_DONE:
-            return b"data: [DONE]\n\n"
+            # Held for finish(): the relay counts the attempt before the stream's last bytes,
+            # and a client that read [DONE] may ask for its usage (or the process be killed)
+            # at once.
+            self._done = True
+            return b""
         if (
             not self.client_wants_usage
             and isinstance(document, dict)
@@ -63,7 +68,7 @@ class OpenAiPassthroughEncoder:
         return b"data: " + payload + b"\n\n"
 
     def finish(self) -> bytes:
-        return b""
+        return b"data: [DONE]\n\n" if self._done else b""
 
     def failure(self, error: Any) -> bytes:
         body = {

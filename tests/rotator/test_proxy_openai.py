@@ -389,3 +389,17 @@ def test_concurrent_streams_do_not_block_each_other(live, alice, fake_gemini):
     counts = asyncio.run(many())
     assert all(count >= 3 for count in counts)
     assert time.monotonic() - started < 3, "twenty 0.9 s streams should overlap"
+
+
+def test_a_passthrough_stream_says_done_only_after_the_relay_counted_it():
+    """Google's [DONE] is held until the relay's finish(), which comes after the attempt is
+    counted: before, a client that read [DONE] and asked for its usage at once could find
+    none (a loaded run failed on it), and a worker killed then lost the count."""
+    from rotator.adapters.openai_compat import SSE_DONE, OpenAiPassthroughEncoder
+
+    encoder = OpenAiPassthroughEncoder(client_wants_usage=False)
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}}]}
+    assert encoder.feed((b'{"choices":[]}', chunk)).startswith(b"data: ")
+    assert encoder.feed((SSE_DONE, None)) == b""
+    assert encoder.finish() == b"data: [DONE]\n\n"
+    assert OpenAiPassthroughEncoder(client_wants_usage=False).finish() == b""
