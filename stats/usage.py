@@ -237,30 +237,13 @@ async def usage_flush_async() -> int:
     return await loop.run_in_executor(_writer, _flush_in_writer)
 
 
-def _redis_batch_write(redis_batch: Any) -> None:
-    """Adds one batch taken from Redis (stats.usage_redis.RedisBatch) to the database, and
-    keeps the cursors of the pools it counted where a restarted Redis finds them."""
+def _redis_batch_write(batch: UsageBatch) -> None:
+    """Adds one batch taken from Redis to the database, and keeps the cursors of the pools it
+    counted where a restarted Redis finds them."""
     from rotator.state import state_backend
 
-    counts: dict[_BucketKey, list[int]] = {}
-    credential_requests: dict[int, int] = {}
-    for (day, user_id, key_id, credential_id, model, requested), row in redis_batch.counts.items():
-        counts[(date.fromisoformat(day), user_id, key_id, credential_id, model, requested)] = row
-        if credential_id is not None:
-            credential_requests[credential_id] = credential_requests.get(credential_id, 0) + row[0]
-    _batch_write(
-        UsageBatch(
-            counts=counts,
-            labels=redis_batch.labels,
-            credential_requests=credential_requests,
-            credential_used={
-                credential_id: redis_batch.credential_used[credential_id]
-                for credential_id in credential_requests
-            },
-            key_used=redis_batch.key_used,
-        )
-    )
-    state_backend().cursors_persist(user_ids={key[1] for key in counts})
+    _batch_write(batch)
+    state_backend().cursors_persist(user_ids={key[1] for key in batch.counts})
 
 
 def _batch_write(batch: UsageBatch) -> None:

@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import cast
 
 import orjson
@@ -34,6 +34,7 @@ from common import clock
 from common.events import UsageEvent
 from rotator.state import RedisState, state_key
 from stats.models import UsageBatchApplied
+from stats.usage import UsageBatch
 
 logger = logging.getLogger("stats.usage")
 
@@ -286,7 +287,7 @@ class RedisUsage:
 
     # -------------------------------------------------------------- moving to the database
 
-    def batches_apply(self, write: Callable[["RedisBatch"], None]) -> int:
+    def batches_apply(self, write: Callable[[UsageBatch], None]) -> int:
         """Takes the live counts as a new batch and applies it, with every batch left behind
         by a flusher that failed or died, each exactly once (`write` adds one batch's counts to
         the database inside the transaction this opens). Returns the batches applied."""
@@ -306,7 +307,7 @@ class RedisUsage:
         for one in ids:
             raw_fields = cast(dict[bytes, bytes], client.hgetall(self._batch_key(one)))
             if raw_fields:
-                batch = RedisBatch.parse(raw_fields)
+                batch = usage_batch_parse(raw_fields)
                 try:
                     with transaction.atomic():
                         UsageBatchApplied.objects.create(batch=one, applied_at=clock.now())
@@ -321,34 +322,35 @@ class RedisUsage:
         return applied
 
 
-@dataclass(frozen=True, slots=True)
-class RedisBatch:
-    """One batch read back from Redis, in the shape the database writer takes."""
-
-    counts: dict[tuple[str, int, int | None, int | None, str, str], list[int]]
-    labels: dict[int, str]
-    credential_used: dict[int, datetime]
-    key_used: dict[int, datetime]
-
-    @classmethod
-    def parse(cls, raw: dict[bytes, bytes]) -> "RedisBatch":
-        counts: dict[tuple[str, int, int | None, int | None, str, str], list[int]] = {}
-        labels: dict[int, str] = {}
-        credential_used: dict[int, datetime] = {}
-        key_used: dict[int, datetime] = {}
-        for name_bytes, value in raw.items():
-            name = name_bytes.decode()
-            head, _, tail = name.rpartition("#")
-            if head.startswith("["):
-                day, user_id, key_id, credential_id, model, requested = orjson.loads(head)
-                row = counts.setdefault(
-                    (day, user_id, key_id, credential_id, model, requested), [0] * 7
-                )
-                row[int(tail)] += int(value)
-            elif head == "L":
-                labels[int(tail)] = value.decode()
-            elif head == "U":
-                credential_used[int(tail)] = datetime.fromtimestamp(int(value) / 1000, UTC)
-            elif head == "K":
-                key_used[int(tail)] = datetime.fromtimestamp(int(value) / 1000, UTC)
-        return cls(counts=counts, labels=labels, credential_used=credential_used, key_used=key_used)
+def usage_batch_parse(raw: dict[bytes, bytes]) -> UsageBatch:
+    """One batch read back from Redis, as the database writer (stats.usage) takes it."""
+    counts: dict[tuple[date, int, int | None, int | None, str, str], list[int]] = {}
+    labels: dict[int, str] = {}
+    credential_requests: dict[int, int] = {}
+    credential_used: dict[int, datetime] = {}
+    key_used: dict[int, datetime] = {}
+    for name_bytes, value in raw.items():
+        name = name_bytes.decode()
+        head, _, tail = name.rpartition("#")
+        if head.startswith("["):
+            day, user_id, key_id, credential_id, model, requested = orjson.loads(head)
+            key = (date.fromisoformat(day), user_id, key_id, credential_id, model, requested)
+            row = counts.setdefault(key, [0] * 7)
+            row[int(tail)] += int(value)
+            if tail == "0" and credential_id is not None:
+                credential_requests[credential_id] = credential_requests.get(
+                    credential_id, 0
+                ) + int(value)
+        elif head == "L":
+            labels[int(tail)] = value.decode()
+        elif head == "U":
+            credential_used[int(tail)] = datetime.fromtimestamp(int(value) / 1000, UTC)
+        elif head == "K":
+            key_used[int(tail)] = datetime.fromtimestamp(int(value) / 1000, UTC)
+    return UsageBatch(
+        counts=counts,
+        labels=labels,
+        credential_requests=credential_requests,
+        credential_used=credential_used,
+        key_used=key_used,
+    )
