@@ -614,8 +614,9 @@ class RedisState:
                 max_connections=_REDIS_CONNECTIONS,
                 timeout=_REDIS_WAIT_SECONDS,
                 # After a Redis restart every pooled connection is dead: each is re-opened
-                # once, at once, instead of failing one request apiece. A dead socket means
-                # the command never reached the new server, so nothing runs twice.
+                # once, at once, instead of failing one request apiece. A command whose reply
+                # was lost may then run twice: usage writes carry a marker for that
+                # (stats/usage_redis.py); a pick run twice advances the cursor one more.
                 retry=Retry(NoBackoff(), 1),
             )
             client = aioredis.Redis(connection_pool=pool)
