@@ -131,6 +131,7 @@ def _collector_settle() -> None:
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
+    from rotator.stored_responses import stored_responses_flush
     from rotator.upstream import upstream_clients_close
     from stats.usage import usage_flush_async
 
@@ -148,6 +149,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             try:
                 await usage_flush_async()
+                await stored_responses_flush()
                 await upstream_clients_close()
             finally:
                 await send({"type": "lifespan.shutdown.complete"})

@@ -356,6 +356,14 @@ OAUTH_ONBOARD_MAX_POLLS = env_int("OAUTH_ONBOARD_MAX_POLLS", 15, minimum=1)
 # stores nothing: previous_response_id is then refused.
 RESPONSES_STORE_TTL_SECONDS = env_int("RESPONSES_STORE_TTL_SECONDS", 30 * 24 * 3600, minimum=0)
 RESPONSES_STORE_MAX_PER_USER = env_int("RESPONSES_STORE_MAX_PER_USER", 1000, minimum=1)
+# Each process trims a user's stored answers (expired, beyond the cap) once every this many of
+# that user's saves, not on each: a trim costs O(cap). So a user may hold up to
+# MAX_PER_USER + TRIM_EVERY - 1 answers per process between trims; 1 trims on every save.
+RESPONSES_STORE_TRIM_EVERY = env_int("RESPONSES_STORE_TRIM_EVERY", 100, minimum=1)
+# Kept answers are written in batches, each this long after its first answer (one INSERT per
+# answer cost the worker ~1 ms of CPU under load); until then the process finds them in memory
+# and other processes' lookups wait for them once. 0 writes each answer before its last byte.
+RESPONSES_STORE_WRITE_DELAY_MS = env_int("RESPONSES_STORE_WRITE_DELAY_MS", 20, minimum=0)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
@@ -445,6 +453,13 @@ CELERY_BEAT_SCHEDULE = {
     # becomes prunable, so hourly is soon enough).
     "usage-prune": {
         "task": "stats.tasks.usage_prune_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3500},
+    },
+    # Every hour: delete stored Responses API answers past their TTL (the request path trims
+    # only the saving user's, and reads never return an expired one).
+    "stored-responses-expire": {
+        "task": "rotator.tasks.stored_responses_expire_task",
         "schedule": 3600.0,
         "options": {"expires": 3500},
     },

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from common import clock
-from rotator import alerts, oauth, pool, quota
+from rotator import alerts, oauth, pool, quota, stored_responses
 
 
 @shared_task
@@ -29,6 +29,12 @@ def credentials_recheck_task() -> str:
 @shared_task
 def quotas_fetch_task() -> str:
     return quota.quotas_fetch(now=clock.now()).summary
+
+
+@shared_task
+def stored_responses_expire_task() -> str:
+    deleted = stored_responses.stored_responses_expired_delete(now=clock.now())
+    return f"deleted {deleted} expired stored response(s)"
 
 
 @shared_task(bind=True)

@@ -149,6 +149,7 @@ def _database_sessions_end() -> None:
 @pytest.fixture
 def live(live_server_url: str, transactional_db) -> Iterator[str]:
     """The live server's URL, for a test whose data the server thread must see."""
+    from rotator.stored_responses import stored_responses_pending_drop
     from stats import usage
 
     yield live_server_url
@@ -158,6 +159,7 @@ def live(live_server_url: str, transactional_db) -> Iterator[str]:
     with usage._flush_lock:
         usage._buffer.take()
         _redis_usage_drop()
+    stored_responses_pending_drop()
 
 
 def _redis_usage_drop() -> None:
