@@ -143,6 +143,10 @@ async def _paced(source: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Any] |
     finally:
         if not pending.done():
             pending.cancel()
+        elif not pending.cancelled():
+            # Ended while this generator was being closed (the client left): its outcome is
+            # moot, and unread it would be logged as "Task exception was never retrieved".
+            pending.exception()
 
 
 async def stream_relay(
