@@ -10,13 +10,12 @@ get their own small pool, so they never starve the quick ones.
 
 import asyncio
 import contextvars
-import functools
 import select
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache, wraps
+from functools import cache, partial, wraps
 from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
@@ -101,9 +100,7 @@ def _on_threads(fn: Callable[P, R], executor: ThreadPoolExecutor) -> Callable[P,
         # bookkeeping) is not needed on a fixed pool and cost 50 us a call.
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            executor, functools.partial(context.run, fresh, *args, **kwargs)
-        )
+        return await loop.run_in_executor(executor, partial(context.run, fresh, *args, **kwargs))
 
     return call
 

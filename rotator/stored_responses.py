@@ -5,6 +5,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import orjson
@@ -81,17 +82,22 @@ def stored_responses_write(rows: list[StoredResponse], *, now: datetime) -> None
 _COLUMNS = ("user_id", "response_id", "created_at", "expires_at", "items", "response")
 
 
-def _stored_responses_upsert(rows: list[StoredResponse]) -> None:
-    meta = StoredResponse._meta
+@cache
+def _upsert_sql(vendor: str, rows: int) -> str:
+    """The INSERT ... ON CONFLICT for `rows` rows (the text depends on nothing else)."""
     quote = connection.ops.quote_name
-    date_field = meta.get_field("created_at")
     placeholders = f"({', '.join(['%s'] * len(_COLUMNS))})"
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(map(quote, _COLUMNS))}) "
-        f"VALUES {', '.join([placeholders] * len(rows))} "
+    return (
+        f"INSERT INTO {quote(StoredResponse._meta.db_table)} ({', '.join(map(quote, _COLUMNS))}) "
+        f"VALUES {', '.join([placeholders] * rows)} "
         f"ON CONFLICT ({quote('user_id')}, {quote('response_id')}) DO UPDATE SET "
         + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in _COLUMNS[2:])
     )
+
+
+def _stored_responses_upsert(rows: list[StoredResponse]) -> None:
+    date_field = StoredResponse._meta.get_field("created_at")
+    sql = _upsert_sql(connection.vendor, len(rows))
     params: list[Any] = []
     for row in rows:
         params += [
