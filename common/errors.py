@@ -102,6 +102,17 @@ class StateUnavailable(RotatorError):
     google_status = "UNAVAILABLE"
 
 
+class AliasesChanged(RotatorError):
+    """A pick refused to go on with an alias table older than the shared one (an alias
+    changed in another process since this one last read them). The request is served again
+    on the fresh table (rotator.views); a client sees this only when aliases keep changing
+    while it retries."""
+
+    status = 503
+    openai_type = "server_error"
+    google_status = "UNAVAILABLE"
+
+
 class UpstreamUnreachable(RotatorError):
     status = 502
     openai_type = "server_error"

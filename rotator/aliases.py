@@ -113,16 +113,37 @@ async def alias_table_current() -> AliasTable:
     return table
 
 
-async def model_resolve(*, user_id: int, requested: str) -> str:
-    """Returns the Gemini model that serves `requested` for `user_id` (rule: alias_resolve)."""
-    table = await alias_table_current()
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The Gemini model a client's name resolved to, and the alias table it came from."""
+
+    model: str
+    version: int
+    # Whether `version` was read from the shared state for this resolution. Otherwise it is
+    # this process's copy, possibly older than an alias changed elsewhere: the request's pick
+    # confirms it (pool.credential_pick), at no round trip of its own.
+    confirmed: bool
+
+
+async def model_resolve(*, user_id: int, requested: str, confirm: bool) -> Resolution:
+    """Returns the Gemini model that serves `requested` for `user_id` (rule: alias_resolve).
+
+    `confirm` reads the shared version first (one state read, a reload after a change);
+    without it this process's table is used as it is, and read only when it has none.
+    """
+    table = _table
+    confirmed = confirm or table is None
+    if confirmed or table is None:
+        table = await alias_table_current()
     if not table.global_aliases and not table.user_aliases:
-        return requested
-    return alias_resolve(
-        requested=requested,
-        user_aliases=table.user_aliases.get(user_id, ()),
-        global_aliases=table.global_aliases,
-    )
+        model = requested
+    else:
+        model = alias_resolve(
+            requested=requested,
+            user_aliases=table.user_aliases.get(user_id, ()),
+            global_aliases=table.global_aliases,
+        )
+    return Resolution(model=model, version=table.version, confirmed=confirmed)
 
 
 def aliases_invalidate() -> None:

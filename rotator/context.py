@@ -25,6 +25,9 @@ class RequestContext:
     # (rotator.aliases) mapped it to another.
     model: str = ""
     requested_model: str = ""
+    # The alias table version `model` was resolved with, while unconfirmed: the first pick
+    # checks it against the shared one (rotator.aliases.Resolution), then it is cleared.
+    aliases_version_unconfirmed: int | None = None
     credential: CredentialView | None = None
     status: int = 0
     usage: tuple[int, int, int] | None = None

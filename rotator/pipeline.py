@@ -96,6 +96,7 @@ async def forward(
                 now=clock.now(),
                 method=call.method,
                 requested=ctx.requested_model or None,
+                aliases_version=ctx.aliases_version_unconfirmed,
             )
         except NoCredentialAvailable as exc:
             attempt_count(ctx, None, success=False, rate_limited=True)
@@ -116,6 +117,7 @@ async def forward(
                     ctx, model=call.model, failures=failures, method=call.method
                 ) from exc
             raise
+        ctx.aliases_version_unconfirmed = None  # the pick confirmed it
         excluded.append(credential.id)
         ctx.attempts += 1
         ctx.credential = credential

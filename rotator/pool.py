@@ -29,6 +29,7 @@ from accounts.secrets import (
 )
 from common import clock
 from common.errors import (
+    AliasesChanged,
     AuthenticationFailed,
     KeyLimitExceeded,
     ModelNotAllowed,
@@ -45,6 +46,7 @@ from rotator.models import Mark, PoolState, QuotaReading, UpstreamErrorLog
 from rotator.orm import orm_call
 from rotator.selection import NonePicked, Picked, Strategy, first_in_line
 from rotator.state import (
+    AliasesStale,
     KeyLimited,
     PickRequest,
     Stale,
@@ -399,6 +401,7 @@ async def credential_pick(
     now: datetime,
     method: str = "generateContent",
     requested: str | None = None,
+    aliases_version: int | None = None,
 ) -> CredentialView:
     """Returns the credential that serves this attempt, advancing the pool's cursor.
 
@@ -407,6 +410,10 @@ async def credential_pick(
     (nothing usable at all), NotFound (every credential is marked as not serving the model
     for this method) or NoCredentialAvailable (all cooling down; carries Retry-After).
     Counts the key's rate windows on the first attempt.
+
+    `aliases_version`: the alias table version `model` was resolved with, unconfirmed. When
+    the shared version differs, nothing is picked or counted and AliasesChanged is raised:
+    every answer and every refusal of this function is decided on current aliases.
     """
     model = model_bare(model)
     scope = mark_scope(model=model, method=method)
@@ -432,6 +439,8 @@ async def credential_pick(
                 if await backend.pool_version(user_id=key.user_id) != snapshot.version:
                     snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
                     continue
+            if aliases_version is not None and await backend.aliases_version() != aliases_version:
+                raise _aliases_changed()
             if isinstance(refusal, PoolEmpty) and settings.ALERT_WEBHOOK_URL:
                 await orm_call(alerts.pool_empty_alert)(
                     user_id=key.user_id,
@@ -457,8 +466,11 @@ async def credential_pick(
                 requests_per_day=current_key.requests_per_day,
                 minute=int(now.timestamp()) // 60,
                 day=clock.quota_day(now).isoformat(),
+                aliases_version=aliases_version,
             )
         )
+        if isinstance(outcome, AliasesStale):
+            raise _aliases_changed()
         if isinstance(outcome, Stale):
             reloads += 1
             snapshot = await _snapshot_refresh(user_id=key.user_id, now=now)
@@ -508,6 +520,14 @@ async def credential_pick(
         raise _none_available(snapshot=snapshot, model=model, outcome=outcome, now=now)
     raise NoCredentialAvailable(
         "The pool changed repeatedly during this request; retry.", retry_after_seconds=1
+    )
+
+
+def _aliases_changed() -> AliasesChanged:
+    return AliasesChanged(
+        "Model aliases changed while this request was served; retry.",
+        code="aliases_changed",
+        retry_after_seconds=1,
     )
 
 

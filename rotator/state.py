@@ -52,6 +52,10 @@ class PickRequest:
     requests_per_day: int | None
     minute: int
     day: str
+    # The alias table's version the request's model was resolved with, when this process
+    # has not confirmed it during the request: a pick on an older table than the shared one
+    # is refused (AliasesStale) before it changes anything. None: no check.
+    aliases_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,13 @@ class KeyLimited:
     window: str  # "minute" or "day"
 
 
-PickOutcome = Picked | NonePicked | Stale | KeyLimited
+@dataclass(frozen=True, slots=True)
+class AliasesStale:
+    """The request's model came from an alias table older than the shared one: resolve it
+    again and ask again. Nothing was counted or advanced."""
+
+
+PickOutcome = Picked | NonePicked | Stale | KeyLimited | AliasesStale
 
 
 def now_ms_of(at: datetime) -> int:
@@ -223,6 +233,12 @@ class DatabaseState:
             if row is None or row[1] != request.version:
                 transaction.set_rollback(True)
                 return Stale()
+            if (
+                request.aliases_version is not None
+                and _aliases_version_read() != request.aliases_version
+            ):
+                transaction.set_rollback(True)
+                return AliasesStale()
             cursor_before = row[0] - increment
             if request.count_rate:
                 limited = self._rate_count(request)
@@ -425,13 +441,17 @@ def _aliases_version_bump() -> int:
 
 # ------------------------------------------------------------------------------ Redis backend
 
-# KEYS: 1 pool hash, 2 order hash, 3 marks zset (this model), 4 minute window, 5 day window
+# KEYS: 1 pool hash, 2 order hash, 3 marks zset (this model), 4 minute window, 5 day window,
+#       6 the alias table's version
 # ARGV: 1 version, 2 now_ms, 3 strategy, 4 rpm (0 = none), 5 rpd (0 = none), 6 count_rate,
-#       7.. excluded credential ids
+#       7 the caller's alias table version ('' = no check), 8.. excluded credential ids
 # Mirrors rotator.selection.credential_choose; tests/rotator/test_state.py holds them together.
+# The alias check rides on the pick so that a request pays no round trip of its own for it;
+# a lost version (a Redis restart) reads as changed, and the caller restores it.
 _PICK_LUA = """
 local ov = redis.call('HGET', KEYS[1], 'ov')
 if ov ~= ARGV[1] then return {'stale'} end
+if ARGV[7] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[7] then return {'aliases'} end
 if ARGV[6] == '1' then
   local rpm = tonumber(ARGV[4])
   local rpd = tonumber(ARGV[5])
@@ -465,7 +485,7 @@ else
   start = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
 end
 local excluded = {}
-for i = 7, #ARGV do excluded[ARGV[i]] = true end
+for i = 8, #ARGV do excluded[ARGV[i]] = true end
 local now = tonumber(ARGV[2])
 local soonest = nil
 for offset = 0, n - 1 do
@@ -630,6 +650,7 @@ class RedisState:
             state_key("marks", request.user_id, request.model),
             state_key("rl", request.api_key_id, "m", request.minute),
             state_key("rl", request.api_key_id, "d", request.day),
+            state_key("aliases", "version"),
         ]
         args: list[Any] = [
             request.version,
@@ -638,6 +659,7 @@ class RedisState:
             request.requests_per_minute or 0,
             request.requests_per_day or 0,
             1 if request.count_rate else 0,
+            "" if request.aliases_version is None else request.aliases_version,
             *request.excluded,
         ]
         client = self.client()
@@ -656,6 +678,8 @@ class RedisState:
             return NonePicked(soonest_until_ms=int(reply[1]) if reply[1] else None)
         if kind == "limited":
             return KeyLimited(window=reply[1].decode())
+        if kind == "aliases":
+            return AliasesStale()
         return Stale()
 
     async def order_install(

@@ -24,8 +24,10 @@ from redis.exceptions import RedisError
 from accounts.encryption import encryption_health
 from common import clock
 from common.errors import (
+    AliasesChanged,
     BadRequest,
     MethodNotAllowed,
+    ModelNotAllowed,
     NotFound,
     PayloadTooLarge,
     RotatorError,
@@ -96,7 +98,9 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
             head = False
             try:
                 head = method_check(request, methods=methods)
-                response = await view(request, request_id=request_id, **kwargs)
+                response = await _view_on_current_aliases(
+                    view, request, request_id=request_id, **kwargs
+                )
             except (DatabaseError, RedisError) as exc:
                 # Rotator's own storage is down: a clear, retryable answer, not a 500.
                 logger.error("state unavailable in %s: %s", request.path, type(exc).__name__)
@@ -137,6 +141,22 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
         return endpoint
 
     return decorate
+
+
+# How often a request is served again after its pick found the alias table stale: once is
+# enough unless aliases keep changing, and then the client gets a retryable 503.
+ALIAS_RERUNS = 2
+
+
+async def _view_on_current_aliases(view: View, request: HttpRequest, **kwargs: Any) -> Any:
+    """Runs `view`; when its pick refused a stale alias table (AliasesChanged: nothing was
+    sent upstream or counted), reads the aliases afresh and runs it again."""
+    for _ in range(ALIAS_RERUNS):
+        try:
+            return await view(request, **kwargs)
+        except AliasesChanged:
+            await aliases.alias_table_current()
+    return await view(request, **kwargs)
 
 
 def presented_key(request: HttpRequest) -> str | None:
@@ -204,13 +224,24 @@ def _model_name(value: Any, *, param: str | None) -> str:
 
 async def _model_route(ctx: RequestContext, *, requested: str) -> str:
     """Returns the Gemini model that serves `requested` for this key (its alias, or the name
-    itself) and records both on `ctx`. Raises ModelNotAllowed when the key may not use it."""
-    model = await aliases.model_resolve(user_id=ctx.key.user_id, requested=requested)
-    await pool.model_check(key=ctx.key, model=model, requested=requested)
+    itself) and records both on `ctx`. Raises ModelNotAllowed when the key may not use it.
+
+    The process's alias table is used unconfirmed (the pick confirms it); a refusal is
+    confirmed first, so that no request is refused on an alias changed elsewhere."""
+    user_id = ctx.key.user_id
+    resolution = await aliases.model_resolve(user_id=user_id, requested=requested, confirm=False)
+    try:
+        await pool.model_check(key=ctx.key, model=resolution.model, requested=requested)
+    except ModelNotAllowed:
+        if resolution.confirmed:
+            raise
+        resolution = await aliases.model_resolve(user_id=user_id, requested=requested, confirm=True)
+        await pool.model_check(key=ctx.key, model=resolution.model, requested=requested)
     # Recorded only once allowed: a refused name must not become a usage row or a label.
-    ctx.model = model
+    ctx.model = resolution.model
     ctx.requested_model = requested
-    return model
+    ctx.aliases_version_unconfirmed = None if resolution.confirmed else resolution.version
+    return resolution.model
 
 
 # --------------------------------------------------------------------------- OpenAI dialect

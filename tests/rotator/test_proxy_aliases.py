@@ -247,3 +247,37 @@ def test_the_recorded_claude_code_request_is_served_under_its_own_model_name(
     assert final.model == "claude-sonnet-4-5-20250929"
     assert final.content[-1].type == "text"
     assert upstream_models(fake_gemini) == ["gemini-2.5-pro"]
+
+
+def test_an_alias_changed_elsewhere_serves_the_next_request_without_a_read_of_its_own(
+    live, fake_gemini
+):
+    """The server confirms its alias table inside the pick, not with a read per request: an
+    alias saved while it holds an older table (the signal only raises the shared version, as
+    a save in another process does) still decides the very next request, streamed or not,
+    and lifts a refusal made on the older table."""
+    tara = persona_create("tara", credentials=2, allowed_models=["gemini-2.5-pro"])
+    chat = openai.OpenAI(base_url=f"{live}/v1", api_key=tara.key, max_retries=0)
+    chat.chat.completions.create(model="gemini-2.5-pro", messages=HELLO)  # table read: empty
+    with pytest.raises(openai.PermissionDeniedError):
+        chat.chat.completions.create(model="house-model", messages=HELLO)
+    alias = ModelAlias.objects.create(name="house-*", target="gemini-2.5-pro")
+    assert chat.chat.completions.create(model="house-model", messages=HELLO).model == "house-model"
+
+    ModelAlias.objects.filter(pk=alias.pk).update(target="gemini-2.5-flash")
+    alias.refresh_from_db()
+    alias.save()  # the signal: the shared version rises, this process's table is now older
+    tara.api_key.allowed_models = []
+    tara.api_key.save()
+    chat.chat.completions.create(model="house-model", messages=HELLO)
+
+    alias.target = "gemini-2.5-pro"
+    alias.save()
+    streamed = chat.chat.completions.create(model="house-model", messages=HELLO, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert upstream_models(fake_gemini) == [
+        "gemini-2.5-pro",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+    ]

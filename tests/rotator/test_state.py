@@ -10,7 +10,15 @@ from django.conf import settings as django_settings
 
 from rotator.models import PoolState
 from rotator.selection import NonePicked, Picked, Strategy
-from rotator.state import DatabaseState, KeyLimited, PickRequest, RedisState, Stale, state_key
+from rotator.state import (
+    AliasesStale,
+    DatabaseState,
+    KeyLimited,
+    PickRequest,
+    RedisState,
+    Stale,
+    state_key,
+)
 
 REDIS_URL = django_settings.REDIS_URL or "redis://127.0.0.1:6379/0"
 
@@ -117,6 +125,24 @@ def test_an_old_snapshot_version_reads_as_stale(backend, alice):
     request = pick_request(alice, backend)
     backend.pool_invalidate(user_id=alice.user.id)
     assert run(backend.pick(request)) == Stale()
+
+
+def test_a_pick_on_an_older_alias_table_is_refused_before_it_counts_or_advances(backend, alice):
+    _prepare(backend, alice)
+    current = run(backend.aliases_version())
+    first = run(backend.pick(pick_request(alice, backend, aliases_version=current)))
+    assert isinstance(first, Picked)
+    backend.aliases_invalidate()  # an alias changed in another process
+    limited = {"count_rate": True, "requests_per_minute": 1, "minute": 7}
+    stale = pick_request(alice, backend, aliases_version=current, **limited)
+    assert run(backend.pick(stale)) == AliasesStale()
+    # Neither the cursor nor the key's minute window moved: the next pick is the second
+    # credential, and the window still has its one request.
+    fresh = pick_request(alice, backend, aliases_version=run(backend.aliases_version()), **limited)
+    after = run(backend.pick(fresh))
+    assert after == Picked(credential_id=alice.credentials[1].id, cursor_after=None)
+    assert run(backend.pick(fresh)) == KeyLimited(window="minute")
+    assert isinstance(run(backend.pick(pick_request(alice, backend))), Picked), "no check asked"
 
 
 def test_concurrent_picks_never_hand_out_the_same_cursor_twice(backend, alice):
