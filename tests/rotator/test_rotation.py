@@ -4,8 +4,8 @@ from collections import Counter
 from datetime import UTC, timedelta
 
 import httpx
-import redis
 import pytest
+import redis
 
 from accounts.models import Credential
 from common import clock
