@@ -34,6 +34,21 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+def wrk_results_merge(results: list[WrkResult]) -> WrkResult:
+    """One result for several runs of the same request: their requests, time and errors
+    summed, CPU per request over all of them, the median of their latency percentiles."""
+    requests = sum(r.requests for r in results)
+    cpu_ms = sum(r.cpu_ms_per_request * r.requests for r in results)
+    return WrkResult(
+        requests=requests,
+        seconds=sum(r.seconds for r in results),
+        errors=sum(r.errors for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        cpu_ms_per_request=cpu_ms / requests if requests else 0.0,
+    )
+
+
 def wrk_run(
     *,
     target: Target,

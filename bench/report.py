@@ -55,16 +55,22 @@ def _baseline_row(row: dict[str, str]) -> str:
 
 
 def shape_ratios(run: Any, row: dict[str, str]) -> dict[str, float]:
-    """Median requests/s of `row` over its baseline's, per scenario (nan when either is missing)."""
+    """Requests/s of `row` over its baseline's, per scenario (nan when either is missing): the
+    median over rounds of the paired measurements (bench.run._shape_paired), or, for a run
+    recorded before those, the ratio of the two rows' medians."""
     ratios = {}
+    paired = getattr(run, "paired", {}).get(row["name"], {})
     for scenario in SHAPE_SCENARIOS:
+        if paired.get(scenario):
+            ratios[scenario] = _median(paired[scenario])
+            continue
         ours = _median(_field(run, row["name"], scenario, "rps"))
         theirs = _median(_field(run, _baseline_row(row), scenario, "rps"))
-        ratios[scenario] = _ratio(ours, theirs)
+        ratios[scenario] = ratio_of(ours, theirs)
     return ratios
 
 
-def _ratio(ours: float, theirs: float) -> float:
+def ratio_of(ours: float, theirs: float) -> float:
     """ours / theirs, nan when either is missing (or theirs is 0: nothing to compare with)."""
     return ours / theirs if theirs and not math.isnan(theirs) else float("nan")
 
@@ -246,9 +252,10 @@ def report_render(run: Any) -> str:
     shape_rows = [r for name in labels for r in _shape_rows(run, name)]
     if shape_rows:
         out.append(
-            "**Other request shapes against chat completions** (median requests/s ratio; "
-            "issue 11 asks ≥ 70%: chat on OAuth against the API-key passthrough, every other "
-            "dialect against chat on the same credential kind)"
+            "**Other request shapes against chat completions** (requests/s ratio, measured "
+            "in slices alternating with the row compared with, median over rounds; issue 11 "
+            "asks ≥ 70%: chat on OAuth against the API-key passthrough, every other dialect "
+            "against chat on the same credential kind)"
         )
         out.append("")
         out.append("| target | shape | against | c=16 | stream c=16 |")
@@ -286,7 +293,7 @@ def report_render(run: Any) -> str:
                 for scenario in scenarios:
                     ours = _median(_field(run, ours_row, scenario, name))
                     theirs = _median(_field(run, theirs_row, scenario, name))
-                    ratio = _ratio(ours, theirs) if name == "rps" else _ratio(theirs, ours)
+                    ratio = ratio_of(ours, theirs) if name == "rps" else ratio_of(theirs, ours)
                     cells.append("–" if math.isnan(ratio) else f"{ratio:.2f}×")
                 out.append(f"| {prefix}{better} | " + " | ".join(cells) + " |")
         out.append("")

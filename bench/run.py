@@ -51,6 +51,9 @@ class Run:
     first_chunk: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     long_streams: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
     selection: list[dict[str, object]] = field(default_factory=list)
+    # Per shape row and scenario, one ratio per round: its requests/s over its baseline's,
+    # measured in alternating slices (see _shape_paired).
+    paired: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     overhead_header: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     load_average: list[str] = field(default_factory=list)
@@ -185,6 +188,51 @@ def _shape_wrk(
         url=shape.url(target),
         headers=shape.dialect.headers(shape.authorization(target)),
     )
+
+
+# A shape and its baseline are measured in this many slices each, alternating.
+PAIRED_SLICES = 4
+
+
+def _baseline_wrk(
+    *, target: Target, shape: Shape, stream: bool, connections: int, seconds: int
+) -> load.WrkResult:
+    baseline = shape.baseline_shape
+    if baseline is None:
+        body = servers.chat_body(stream=stream)
+        return load.wrk_run(target=target, body=body, connections=connections, seconds=seconds)
+    return _shape_wrk(
+        target=target, shape=baseline, stream=stream, connections=connections, seconds=seconds
+    )
+
+
+def _shape_paired(
+    *, target: Target, shape: Shape, stream: bool, connections: int, seconds: int
+) -> tuple[load.WrkResult, float]:
+    """Measures `shape` in PAIRED_SLICES slices that alternate with its baseline's (A B B A
+    A B B A), `seconds` in all for each. Returns the shape's result over its slices and its
+    requests/s over the baseline's in the same span.
+
+    This machine's speed drifts by up to 2x within minutes (docs/performance.md): a shape
+    measured 10-20 s after the row it is compared with could land on either side of a drift,
+    and its ratio said more about the machine than about the code. Alternating slices put
+    both through the same drift."""
+    slice_seconds = max(1, round(seconds / PAIRED_SLICES))
+    ours: list[load.WrkResult] = []
+    theirs: list[load.WrkResult] = []
+    for number in range(PAIRED_SLICES):
+        for mine in (True, False) if number % 2 == 0 else (False, True):
+            measure = _shape_wrk if mine else _baseline_wrk
+            result = measure(
+                target=target,
+                shape=shape,
+                stream=stream,
+                connections=connections,
+                seconds=slice_seconds,
+            )
+            (ours if mine else theirs).append(result)
+    merged = load.wrk_results_merge(ours)
+    return merged, report.ratio_of(merged.rps, load.wrk_results_merge(theirs).rps)
 
 
 def _overhead_median(target: Target, *, requests: int = 200) -> float:
@@ -334,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
                 for target, shape in measured if scenario in shapes.SCENARIOS else ():
                     name = shape.row(target)
                     _say(f"round {number + 1}: {scenario} on {name}")
-                    result = _shape_wrk(
+                    result, ratio = _shape_paired(
                         target=target,
                         shape=shape,
                         stream=stream,
@@ -344,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
                     run.wrk.setdefault(name, {}).setdefault(scenario, []).append(
                         {**result.__dict__, "rps": result.rps}
                     )
+                    run.paired.setdefault(name, {}).setdefault(scenario, []).append(ratio)
             for target in targets if "first-chunk" in phases else ():
                 _say(f"round {number + 1}: time to first chunk on {target.name}")
                 first = load.first_chunk_measure(

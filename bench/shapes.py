@@ -74,6 +74,11 @@ class Shape:
         or, for chat on OAuth (the translated path), the API-key passthrough."""
         return "chat/api_key" if self.dialect is CHAT else f"chat/{self.kind}"
 
+    @property
+    def baseline_shape(self) -> "Shape | None":
+        """The shape of `baseline`, or None for API-key chat (the target's own chat row)."""
+        return None if self.baseline == "chat/api_key" else Shape(CHAT, self.kind)
+
     def row(self, target: Target) -> str:
         return f"{target.name} {self.key}"
 

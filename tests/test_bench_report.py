@@ -128,3 +128,29 @@ def test_compare_shows_the_shapes_both_trees_answered():
         "| OpenAI chat completions, OAuth via Code Assist: requests/s ratio "
         "| – | 1.50× | – | 1.00× |"
     ) in text
+
+
+def test_a_shape_is_judged_by_its_paired_slices_not_by_rows_measured_apart():
+    """The chat row ran on a fast moment, the Responses row later on a slow one: the medians
+    of the two rows say 50%; the slices measured alternately say 90%, and the report uses
+    those."""
+    run = _run(
+        {"production": {"c16": 1000.0}, "production responses/api_key": {"c16": 500.0}},
+        [_row("production", RESPONSES_KEY)],
+    )
+    assert report.shape_ratios(run, run.rows[0])["c16"] == 0.5
+    run.paired = {"production responses/api_key": {"c16": [0.88, 0.95, 0.9]}}
+    assert report.shape_ratios(run, run.rows[0])["c16"] == 0.9
+    assert "| 90% |" in report.report_render(run)
+
+
+def test_paired_slices_merge_into_one_row():
+    from bench.load import WrkResult, wrk_results_merge
+
+    slices = [
+        WrkResult(requests=100, seconds=1.0, errors=0, p50_ms=10, p99_ms=30, cpu_ms_per_request=1),
+        WrkResult(requests=300, seconds=1.0, errors=1, p50_ms=20, p99_ms=50, cpu_ms_per_request=2),
+    ]
+    merged = wrk_results_merge(slices)
+    assert (merged.rps, merged.errors, merged.p50_ms) == (200.0, 1, 15)
+    assert merged.cpu_ms_per_request == 1.75
