@@ -54,6 +54,48 @@ class _NoCookies(CookiePolicy):
         return False
 
 
+class _CookiesRefused(httpx.Cookies):
+    """The jar of every upstream client: always empty. One client serves every user's
+    credentials, so a cookie set by an answer for one must never ride along with another's
+    request. Set-Cookie is not even read: httpx would build urllib's request and response
+    objects for it on every answer, only for the policy to drop what they carry."""
+
+    def __init__(self) -> None:
+        super().__init__(CookieJar(policy=_NoCookies()))
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_COOKIES_REFUSED = _CookiesRefused()
+
+
+class _Cookieless:
+    """Mixed into httpx's clients: their jar is _COOKIES_REFUSED whatever they are given.
+    (httpx copies a `cookies=` jar's cookies into a jar of its own, with the default policy:
+    passing a refusing jar at construction kept every cookie.)"""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _COOKIES_REFUSED
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise AttributeError("Upstream clients keep no cookies.")
+
+
+class _UpstreamClient(_Cookieless, HttpxAiohttpClient):
+    """The shared client: aiohttp's transport behind httpx's API, no cookies."""
+
+
+class _ProxiedClient(_Cookieless, httpx.AsyncClient):
+    """A proxied credential's client: httpx's own transport (SOCKS5 too), no cookies."""
+
+
+class _SyncClient(_Cookieless, httpx.Client):
+    """The synchronous client of checks and token refreshes, no cookies."""
+
+
 def upstream_timeout() -> httpx.Timeout:
     """The upstream timeouts, read from settings on every call: requests pass them explicitly,
     so a changed setting applies to the next request and not only to clients made after it."""
@@ -74,11 +116,8 @@ def upstream_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        client = HttpxAiohttpClient(
+        client = _UpstreamClient(
             timeout=upstream_timeout(),
-            # One client serves every user's credentials: a cookie set for one must never ride
-            # along with another's request.
-            cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
             # Many long streams at once are the normal case: do not queue them behind a
             # small pool (aiohttp's own default is 100).
             limits=httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS),
@@ -134,10 +173,9 @@ def upstream_proxy_secrets(credential: HasProxy) -> tuple[str, ...]:
 def _proxied_client(proxy_url: str) -> httpx.AsyncClient:
     """httpx's own transport, not aiohttp's: it speaks SOCKS5 (socksio) as well as HTTP
     proxies, and the few proxied credentials never need the big shared pool's speed."""
-    return httpx.AsyncClient(
+    return _ProxiedClient(
         proxy=proxy_url,
         timeout=upstream_timeout(),
-        cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
         limits=httpx.Limits(max_connections=settings.UPSTREAM_PROXY_MAX_CONNECTIONS),
         follow_redirects=False,
         trust_env=False,
@@ -178,10 +216,9 @@ def upstream_client_sync_for(credential: HasProxy) -> httpx.Client:
     with _proxied_lock:
         client = _proxied_sync.get(proxy_url)
         if client is None:
-            client = _proxied_sync[proxy_url] = httpx.Client(
+            client = _proxied_sync[proxy_url] = _SyncClient(
                 proxy=proxy_url,
                 timeout=upstream_timeout(),
-                cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
                 limits=httpx.Limits(max_connections=settings.UPSTREAM_PROXY_MAX_CONNECTIONS),
                 follow_redirects=False,
                 trust_env=False,
@@ -199,9 +236,8 @@ def upstream_client_sync() -> httpx.Client:
     cookies, no redirects, no proxy from the environment. httpx.Client is thread-safe."""
     if not _sync_client:
         _sync_client.append(
-            httpx.Client(
+            _SyncClient(
                 timeout=upstream_timeout(),
-                cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
                 limits=httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS),
                 follow_redirects=False,
                 trust_env=False,
