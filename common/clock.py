@@ -3,7 +3,7 @@
 Tests move it with `clock_travel` instead of sleeping; production never calls that.
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -60,6 +60,24 @@ def daily_reset_previous(at: datetime) -> datetime:
     return candidate.astimezone(UTC)
 
 
+# The quota day of the last call, with the span it covers and the settings it was computed
+# under: every request asks (its counts and its pick), and nearly all fall in the same day.
+_quota_span: tuple[str, time, datetime, datetime, date] | None = None
+
+
 def quota_day(at: datetime) -> date:
     """The quota day `at` belongs to: named by the local date on which that day began."""
-    return daily_reset_previous(at).astimezone(_reset_zone(settings.DAILY_RESET_TZ)).date()
+    global _quota_span
+    zone_name, reset_time = settings.DAILY_RESET_TZ, settings.DAILY_RESET_TIME
+    span = _quota_span
+    if (
+        span is not None
+        and span[2] <= at < span[3]
+        and span[0] == zone_name
+        and span[1] == reset_time
+    ):
+        return span[4]
+    began = daily_reset_previous(at)
+    day = began.astimezone(_reset_zone(zone_name)).date()
+    _quota_span = (zone_name, reset_time, began, daily_reset_next(at), day)
+    return day
