@@ -96,14 +96,22 @@ def request_observe(event: RequestAnswered) -> None:
     log's events); requests that never reached upstream (upstream_seconds 0) are counted but
     add nothing to the latency histogram."""
     label = model_label(model=event.model, status=event.status)
-    REQUESTS.labels(
-        model=label,
-        dialect=event.dialect,
-        status=str(event.status),
-        credential=event.credential_label or "-",
-    ).inc()
+    names = (label, event.dialect, str(event.status), event.credential_label or "-")
+    counter = _request_counters.get(names)
+    if counter is None:
+        counter = _request_counters[names] = REQUESTS.labels(*names)
+    counter.inc()
     if event.upstream_seconds > 0:
-        UPSTREAM_SECONDS.labels(model=label, dialect=event.dialect).observe(event.upstream_seconds)
+        histogram = _upstream_histograms.get(names[:2])
+        if histogram is None:
+            histogram = _upstream_histograms[names[:2]] = UPSTREAM_SECONDS.labels(*names[:2])
+        histogram.observe(event.upstream_seconds)
+
+
+# Each label set's child, as labels() returned it: labels() checks its arguments and takes a
+# lock on every call, once per request. The label sets are bounded (model_label), so are these.
+_request_counters: dict[tuple[str, str, str, str], Counter] = {}
+_upstream_histograms: dict[tuple[str, str], Histogram] = {}
 
 
 def metrics_render() -> bytes:
