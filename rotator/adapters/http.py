@@ -112,10 +112,15 @@ async def stream_open(
     decode: Decoder,
     usage_of: Callable[[Any], tuple[int, int, int] | None],
     backend: str,
+    decode_after_content: Decoder | None = None,
 ) -> Failure | StreamStart:
     """Opens an SSE stream and reads it up to the first event with content (the classifier
     decides, as it does for whole answers). Returns the held stream, or the Failure of an
-    error status, a transport error, an in-band error or a stream that ended with nothing."""
+    error status, a transport error, an in-band error or a stream that ended with nothing.
+
+    Events are decoded by `decode` until the first content, by `decode_after_content` (when
+    given, else `decode`) after it: what a relay needs of an event once the stream is the
+    client's may be less than what the classifier needs before."""
     started = time.perf_counter()
     client = upstream_client_for(credential)
     request = client.build_request(
@@ -130,10 +135,11 @@ async def stream_open(
             return Failure(
                 answer_classify(response.status_code, body, credential), response.status_code, body
             )
-        batches = decoded_batches(sse_payload_batches(response.aiter_bytes()), decode)
+        payloads = sse_payload_batches(response.aiter_bytes())
         head: list[Any] = []
         pending: list[Any] | None = None
-        async for batch in batches:
+        async for raw in payloads:
+            batch = [decode(payload) for payload in raw]
             for index, event in enumerate(batch):
                 head.append(event)
                 if stream_event_classify(event).outcome is Outcome.OK:
@@ -163,24 +169,20 @@ async def stream_open(
         ctx.upstream_seconds += time.perf_counter() - started
     return StreamStart(
         response=response,
-        batches=_prepend(pending, batches),
+        batches=_decoded_after(pending, payloads, decode_after_content or decode),
         head=head,
         usage_of=usage_of,
         backend=backend,
     )
 
 
-async def _prepend(first: list[Any], rest: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+async def _decoded_after(
+    first: list[Any], rest: AsyncIterator[list[bytes]], decode: Decoder
+) -> AsyncIterator[list[Any]]:
+    """`first` (decoded already), then each batch of `rest` decoded."""
     if first:
         yield first
     async for batch in rest:
-        yield batch
-
-
-async def decoded_batches(
-    batches: AsyncIterator[list[bytes]], decode: Decoder
-) -> AsyncIterator[list[Any]]:
-    async for batch in batches:
         yield [decode(payload) for payload in batch]
 
 

@@ -5,6 +5,7 @@ Its answers are already in the client's dialect, so it brings its own stream enc
 loop, classification, marks and counting are the pipeline's, as for every other adapter.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ BACKEND = "gemini_api"
 SSE_DONE = b"[DONE]"
 
 
-def _decoder(credential: CredentialView) -> Any:
+def _decoder(credential: CredentialView) -> Callable[[bytes], tuple[bytes, Any]]:
     """A decoder for the OpenAI endpoint's stream: (payload, its JSON); an error object in a
     200 stream is classified like an HTTP error (InBandError)."""
 
@@ -34,6 +35,27 @@ def _decoder(credential: CredentialView) -> Any:
         return payload, document
 
     return decode
+
+
+def _decoder_after_content(credential: CredentialView) -> Callable[[bytes], tuple[bytes, Any]]:
+    """The decoder once the stream is the client's: its bytes are relayed as they came, so an
+    event is parsed only when it may be Google's error object or carry the usage Rotator
+    counts, or does not look like one JSON object (parsed then, to fail as a malformed event
+    would). Inside JSON strings quotes are escaped: those two keys' byte strings cannot occur
+    in the text of an answer, and a false match only costs the parse."""
+    decode = _decoder(credential)
+
+    def decode_after_content(payload: bytes) -> tuple[bytes, Any]:
+        if (
+            b'"error"' in payload
+            or b'"usage"' in payload
+            or payload[:1] != b"{"
+            or payload[-1:] != b"}"
+        ):
+            return decode(payload)
+        return payload, None
+
+    return decode_after_content
 
 
 def _event_usage(event: tuple[bytes, Any]) -> tuple[int, int, int] | None:
@@ -112,6 +134,7 @@ class OpenAiCompatAdapter:
                 headers=headers,
                 content=content,
                 decode=_decoder(credential),
+                decode_after_content=_decoder_after_content(credential),
                 usage_of=_event_usage,
                 backend=BACKEND,
             )
