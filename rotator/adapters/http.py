@@ -138,12 +138,13 @@ async def stream_open(
         payloads = sse_payload_batches(response.aiter_bytes())
         head: list[Any] = []
         pending: list[Any] | None = None
+        decode_rest = decode_after_content or decode
         async for raw in payloads:
-            batch = [decode(payload) for payload in raw]
-            for index, event in enumerate(batch):
+            for index, payload in enumerate(raw):
+                event = decode(payload)
                 head.append(event)
                 if stream_event_classify(event).outcome is Outcome.OK:
-                    pending = batch[index + 1 :]
+                    pending = [decode_rest(later) for later in raw[index + 1 :]]
                     break
             if pending is not None:
                 break
@@ -169,7 +170,7 @@ async def stream_open(
         ctx.upstream_seconds += time.perf_counter() - started
     return StreamStart(
         response=response,
-        batches=_decoded_after(pending, payloads, decode_after_content or decode),
+        batches=_decoded_after(pending, payloads, decode_rest),
         head=head,
         usage_of=usage_of,
         backend=backend,
