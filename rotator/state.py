@@ -33,6 +33,7 @@ from rotator.models import (
     Mark,
     PoolState,
 )
+from rotator.redis_multiplex import MultiplexedRedis
 from rotator.selection import NonePicked, Picked, Strategy, credential_choose
 
 
@@ -612,7 +613,9 @@ class RedisState:
         self._url = url
         self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
         self._sync = redis.Redis.from_url(url)
-        self._pick_sha: str | None = None
+        # The request path's own commands (scripts): one shared connection per loop.
+        self._multiplexed = MultiplexedRedis(url)
+        self._script_shas: dict[str, str] = {}
 
     @property
     def sync_client(self) -> redis.Redis:
@@ -662,15 +665,7 @@ class RedisState:
             "" if request.aliases_version is None else request.aliases_version,
             *request.excluded,
         ]
-        client = self.client()
-        if self._pick_sha is None:
-            self._pick_sha = await client.script_load(_PICK_LUA)
-        try:
-            reply = await client.evalsha(self._pick_sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            # Redis restarted and forgot the script.
-            self._pick_sha = await client.script_load(_PICK_LUA)
-            reply = await client.evalsha(self._pick_sha, len(keys), *keys, *args)
+        reply = await self.script_run(_PICK_LUA, keys=keys, args=args)
         kind = reply[0].decode()
         if kind == "ok":
             return Picked(credential_id=int(reply[1]), cursor_after=None)
@@ -681,6 +676,22 @@ class RedisState:
         if kind == "aliases":
             return AliasesStale()
         return Stale()
+
+    async def script_run(
+        self, script: str, *, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """Runs a Lua script of the request path (a pick, a usage write) by its SHA over the
+        shared connection (rotator.redis_multiplex), loading it where Redis does not know it
+        (a restart forgets scripts). Returns its reply as Redis sent it."""
+        sha = self._script_shas.get(script)
+        if sha is not None:
+            try:
+                return await self._multiplexed.execute("EVALSHA", sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                pass
+        loaded = await self._multiplexed.execute("SCRIPT", "LOAD", script)
+        sha = self._script_shas[script] = loaded.decode()
+        return await self._multiplexed.execute("EVALSHA", sha, len(keys), *keys, *args)
 
     async def order_install(
         self,
@@ -817,6 +828,7 @@ class RedisState:
 
     def close(self) -> None:
         self._sync.close()
+        self._multiplexed.close()
 
 
 @cache

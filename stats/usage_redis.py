@@ -28,7 +28,7 @@ from typing import cast
 
 import orjson
 from django.db import IntegrityError, transaction
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from common import clock
 from common.events import UsageEvent
@@ -127,7 +127,6 @@ class RedisUsage:
         self._state = state
         self._fallback = fallback
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._add_sha: str | None = None
         # Writes that failed without saying whether Redis applied them (write id, events):
         # the next flush asks Redis and counts here only those that did not land.
         self._unsure: list[tuple[str, list[tuple[UsageEvent, datetime]]]] = []
@@ -276,14 +275,7 @@ class RedisUsage:
             args += (name, text)
         args.append(MARKER_SECONDS)
         keys = (self._live, self._marker(batch.write_id))
-        client = self._state.client()
-        if self._add_sha is None:
-            self._add_sha = await client.script_load(_ADD_LUA)
-        try:
-            await client.evalsha(self._add_sha, 2, *keys, *args)
-        except NoScriptError:  # Redis restarted and forgot the script
-            self._add_sha = await client.script_load(_ADD_LUA)
-            await client.evalsha(self._add_sha, 2, *keys, *args)
+        await self._state.script_run(_ADD_LUA, keys=keys, args=args)
 
     # -------------------------------------------------------------- moving to the database
 
