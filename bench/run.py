@@ -435,8 +435,12 @@ def main(argv: list[str] | None = None) -> None:
             servers.process_stop(target.process)
         servers.process_stop(fake_process)
 
-    if "selection" in phases:
-        _selection_all(run, args=args, prefix=prefix, workdir=workdir)
+    try:
+        if "selection" in phases:
+            _selection_all(run, args=args, prefix=prefix, workdir=workdir)
+    finally:
+        dropped = servers.redis_keys_drop(url=args.redis_url, prefix=prefix)
+        _say(f"dropped {dropped} Redis keys under {prefix}")
     run.duration_seconds = time.monotonic() - began
     run.load_average.append(_load_average())
 

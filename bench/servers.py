@@ -231,6 +231,25 @@ def postgres_database_recreate(*, url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def redis_keys_drop(*, url: str, prefix: str) -> int:
+    """Deletes every key of a run (its prefix, and the compare and selection prefixes built
+    on it). A run leaves an hour of usage-write markers behind otherwise, 100,000 and more,
+    and every SCAN on that Redis (the test suite's among them) walks them all."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    dropped = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            dropped += client.delete(*batch)
+            batch.clear()
+    if batch:
+        dropped += client.delete(*batch)
+    return dropped
+
+
 def rotator_prepare(*, env: dict[str, str], workdir: Path, name: str, credentials: int) -> None:
     """Migrates the target's database and creates the bench user, key and pool."""
     log = workdir / f"{name}-setup.log"
