@@ -162,11 +162,16 @@ async def stream_relay(
     signed: list[tuple[str, str]] = []
 
     def relay_batch(batch: list[Any]) -> bytes:
-        out = []
-        for event in batch:
+        # Usage is a running total (Gemini repeats it in every chunk, OpenAI sends it once,
+        # near the end): the last event of a batch that carries it says all, so it is read
+        # from the end.
+        for event in reversed(batch):
             found = start.usage_of(event)
             if found is not None:
                 usage[0] = found
+                break
+        out = []
+        for event in batch:
             if ids_prefix is not None:
                 signed.extend(call_ids_assign(event[1], prefix=ids_prefix))
             out.append(relay.feed(event))

@@ -720,7 +720,8 @@ class StreamEncoder:
     def feed(self, chunk: Mapping[str, Any]) -> bytes:
         if self._ended or not isinstance(chunk, Mapping):
             return b""
-        if shared.usage_of(chunk) is not None:
+        # Read once at the end: Gemini repeats the running totals in every chunk.
+        if isinstance(chunk.get("usageMetadata"), Mapping):
             self._last_usage = chunk
         out = self._start()
         candidate = _first_candidate(chunk)

@@ -670,16 +670,17 @@ class _Output:
         self.open: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.blocked = False
-        self.usage: shared.Usage | None = None
+        # The latest usageMetadata seen: Gemini repeats the running totals in every chunk, so
+        # only the last counts, and it is read once, when the Response object is built.
+        self.usage_metadata: Mapping[str, Any] | None = None
         self.id_base = re.sub(r"[^A-Za-z0-9]", "", meta.request_id)[:32]
 
     def response(self, response: Mapping[str, Any]) -> None:
         """Takes in one pivot response or stream chunk."""
         if not isinstance(response, Mapping):
             return
-        usage = shared.usage_of(response)
-        if usage is not None:
-            self.usage = usage
+        if isinstance(response.get("usageMetadata"), Mapping):
+            self.usage_metadata = response
         candidates = response.get("candidates")
         candidate = candidates[0] if isinstance(candidates, list) and candidates else None
         if not isinstance(candidate, Mapping):
@@ -857,7 +858,7 @@ class _Output:
             output=self.items,
             status=status,
             reason=reason,
-            usage=self.usage,
+            usage=shared.usage_of(self.usage_metadata) if self.usage_metadata else None,
             error=error,
         )
 

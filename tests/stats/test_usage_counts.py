@@ -80,3 +80,27 @@ def test_stat_json_shows_todays_traffic_and_the_rate_limit_mark(
     assert limited["cells"][MODEL]["mark"]["message"]
     assert limited["cells"][MODEL]["failures"] == 1
     assert sum(c["cells"].get(MODEL, {}).get("requests", 0) for c in by_id.values()) == 5
+
+
+def test_a_streamed_answer_is_counted_with_the_tokens_of_the_same_answer_whole(live, alice):
+    """Per dialect path: the OpenAI shortcut (usage in a chunk of its own near the end) and
+    the Responses API over the native stream (running totals in every chunk). The relay reads
+    the usage of each read's last event that carries one."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{live}/v1", api_key=alice.key, max_retries=0)
+    messages = [{"role": "user", "content": "count these tokens for me please"}]
+    whole = client.chat.completions.create(model=MODEL, messages=messages).usage
+    streamed = client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+    assert all(chunk.usage is None for chunk in streamed), "not asked for: not shown"
+    answer = client.responses.create(model=MODEL, input="count these tokens for me please")
+    with client.responses.stream(model=MODEL, input="count these tokens for me please") as s:
+        final = s.get_final_response()
+    assert final.usage.total_tokens == answer.usage.total_tokens > 0
+    usage_flush()
+    sums = _sums(user=alice.user)
+    assert sums["requests"] == sums["successes"] == 4
+    assert sums["total_tokens"] == 2 * whole.total_tokens + 2 * answer.usage.total_tokens
+    assert sums["completion_tokens"] == 2 * whole.completion_tokens + 2 * (
+        answer.usage.output_tokens
+    )
