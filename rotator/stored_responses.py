@@ -4,6 +4,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -25,13 +26,28 @@ logger = logging.getLogger("rotator.request")
 _TERMINAL_EVENTS = (b"event: response.completed\n", b"event: response.incomplete\n")
 
 
+@dataclass(frozen=True, slots=True)
+class KeptResponse:
+    """One kept answer, as written and as read back: StoredResponse's columns without a model
+    instance (building one cost the worker more than the rest of keeping the answer; the
+    write is SQL of its own, see stored_responses_write)."""
+
+    user_id: int
+    response_id: str
+    created_at: datetime
+    expires_at: datetime
+    # The conversation the answer ends: its input items, then its output.
+    items: list[Any]
+    response: dict[str, Any]
+
+
 def stored_response_row(
     *, user_id: int, response: dict[str, Any], input_items: list[Any], now: datetime
-) -> StoredResponse:
+) -> KeptResponse:
     """The unsaved row that keeps `response` and the conversation it ends (`input_items`, then
     its output) for RESPONSES_STORE_TTL_SECONDS from `now`."""
     output = response.get("output")
-    return StoredResponse(
+    return KeptResponse(
         user_id=user_id,
         response_id=str(response["id"]),
         created_at=now,
@@ -59,7 +75,7 @@ def stored_response_save(
 _ROWS_PER_STATEMENT = 150
 
 
-def stored_responses_write(rows: list[StoredResponse], *, now: datetime) -> None:
+def stored_responses_write(rows: list[KeptResponse], *, now: datetime) -> None:
     """Writes `rows`, each replacing the row its user stored under that id before (response
     ids follow request ids, which clients may choose), in one statement per 150 rows. Every
     RESPONSES_STORE_TRIM_EVERY-th row of a user in this process also trims that user's
@@ -95,7 +111,7 @@ def _upsert_sql(vendor: str, rows: int) -> str:
     )
 
 
-def _stored_responses_upsert(rows: list[StoredResponse]) -> None:
+def _stored_responses_upsert(rows: list[KeptResponse]) -> None:
     date_field = StoredResponse._meta.get_field("created_at")
     sql = _upsert_sql(connection.vendor, len(rows))
     params: list[Any] = []
@@ -164,11 +180,14 @@ def stored_responses_expired_delete(*, now: datetime) -> int:
     return deleted
 
 
-def stored_response_find(*, user_id: int, response_id: str, now: datetime) -> StoredResponse | None:
+def stored_response_find(*, user_id: int, response_id: str, now: datetime) -> KeptResponse | None:
     """Returns the user's unexpired stored answer with this id; None for anyone else's."""
-    return StoredResponse.objects.filter(
-        user_id=user_id, response_id=response_id, expires_at__gt=now
-    ).first()
+    found = (
+        StoredResponse.objects.filter(user_id=user_id, response_id=response_id, expires_at__gt=now)
+        .values_list(*_COLUMNS)
+        .first()
+    )
+    return None if found is None else KeptResponse(*found)
 
 
 async def conversation_continue(*, body: Mapping[str, Any], user_id: int) -> list[Any]:
@@ -198,7 +217,7 @@ def conversation_items(*, body: Mapping[str, Any], user_id: int, now: datetime) 
     return _conversation(body, stored)
 
 
-def _conversation(body: Mapping[str, Any], stored: StoredResponse | None) -> list[Any]:
+def _conversation(body: Mapping[str, Any], stored: KeptResponse | None) -> list[Any]:
     own = _input_items(body.get("input"))
     previous = body.get("previous_response_id")
     if previous is None:
@@ -234,7 +253,7 @@ async def stored_response_get(*, user_id: int, response_id: str) -> dict[str, An
     return response
 
 
-async def stored_response_lookup(*, user_id: int, response_id: str) -> StoredResponse | None:
+async def stored_response_lookup(*, user_id: int, response_id: str) -> KeptResponse | None:
     """Returns the user's unexpired stored answer with this id: one this process has yet to
     write, else the database's. With writes delayed (RESPONSES_STORE_WRITE_DELAY_MS), a miss
     waits once for other processes' delayed writes to land and looks again: a client whose
@@ -329,9 +348,9 @@ class _WriteBehind:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queued: dict[tuple[int, str], StoredResponse] = {}
+        self._queued: dict[tuple[int, str], KeptResponse] = {}
         # Taken for a write that has not committed yet: still found here meanwhile.
-        self._writing: dict[tuple[int, str], StoredResponse] = {}
+        self._writing: dict[tuple[int, str], KeptResponse] = {}
         self._timers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         # Held while a batch is written (tests wait on it before emptying tables).
@@ -339,7 +358,7 @@ class _WriteBehind:
         # Raised by drop(): a batch taken before is not written.
         self._generation = 0
 
-    def add(self, row: StoredResponse) -> None:
+    def add(self, row: KeptResponse) -> None:
         """Queues `row`; the first row queued on a loop starts that loop's timer, and a full
         statement's worth is written at once."""
         loop = asyncio.get_running_loop()
@@ -354,7 +373,7 @@ class _WriteBehind:
         elif timer is None or timer.done():
             self._timers[loop] = loop.create_task(self._flush_later(loop))
 
-    def find(self, *, user_id: int, response_id: str, now: datetime) -> StoredResponse | None:
+    def find(self, *, user_id: int, response_id: str, now: datetime) -> KeptResponse | None:
         key = (user_id, response_id)
         with self._lock:
             row = self._queued.get(key) or self._writing.get(key)
@@ -391,7 +410,7 @@ class _WriteBehind:
                     if self._writing.get(key) is row:
                         del self._writing[key]
 
-    def _write(self, rows: list[StoredResponse], *, generation: int) -> None:
+    def _write(self, rows: list[KeptResponse], *, generation: int) -> None:
         with self.write_lock:
             if generation != self._generation:
                 return

@@ -16,6 +16,7 @@ from common.errors import BadRequest
 from rotator.models import StoredResponse
 from rotator.orm import orm_call, queries_made
 from rotator.stored_responses import (
+    KeptResponse,
     conversation_items,
     stored_response_find,
     stored_response_keep,
@@ -284,7 +285,7 @@ def test_a_lookup_that_misses_waits_once_for_another_processes_delayed_write(
 
     found, missing = asyncio.run(scenario())
     writer.join()
-    assert isinstance(found, StoredResponse) and found.response_id == "resp_1"
+    assert isinstance(found, KeptResponse) and found.response_id == "resp_1"
     assert missing is None
 
 
