@@ -37,3 +37,11 @@ def test_a_raw_json_tail_after_the_last_event_is_a_payload_of_its_own():
 
 def test_comments_and_other_fields_are_not_payloads():
     assert _batches(b": keep-alive\n\nevent: x\ndata: 1\n\n") == [[b"1"]]
+
+
+def test_a_multi_line_event_joins_its_data_lines_and_one_line_events_keep_their_bytes():
+    framed = b'data: {"a":\ndata:  1}\n\ndata:2\n\nid: 7\ndata: 3\n\ndata: {"b": 2}\n\n'
+    assert _batches(framed) == [[b'{"a":\n1}', b"2", b"3", b'{"b": 2}']]
+    # Many events in one read, the last one cut: the rest waits for the next read.
+    many = b"".join(b"data: %d\n\n" % n for n in range(50)) + b"data: 5"
+    assert _batches(many, b"0\n\n") == [[b"%d" % n for n in range(50)], [b"50"]]
