@@ -131,9 +131,9 @@ async def model_resolve(*, user_id: int, requested: str, confirm: bool) -> Resol
     `confirm` reads the shared version first (one state read, a reload after a change);
     without it this process's table is used as it is, and read only when it has none.
     """
-    table = _table
-    confirmed = confirm or table is None
-    if confirmed or table is None:
+    table = None if confirm else _table
+    confirmed = table is None
+    if table is None:
         table = await alias_table_current()
     if not table.global_aliases and not table.user_aliases:
         model = requested
