@@ -10,7 +10,6 @@ import asyncio
 import threading
 from collections import OrderedDict
 from functools import lru_cache
-from http.cookiejar import CookieJar, CookiePolicy
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -34,34 +33,11 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class _NoCookies(CookiePolicy):
-    """Accepts no cookie and sends none."""
-
-    netscape = True
-    rfc2965 = False
-    hide_cookie2 = True
-
-    def set_ok(self, cookie: object, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: object, request: object) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: object) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: object) -> bool:
-        return False
-
-
 class _CookiesRefused(httpx.Cookies):
     """The jar of every upstream client: always empty. One client serves every user's
     credentials, so a cookie set by an answer for one must never ride along with another's
-    request. Set-Cookie is not even read: httpx would build urllib's request and response
-    objects for it on every answer, only for the policy to drop what they carry."""
-
-    def __init__(self) -> None:
-        super().__init__(CookieJar(policy=_NoCookies()))
+    request. Set-Cookie is not even read (httpx would build urllib's request and response
+    objects for it on every answer), so nothing ever enters the jar and no policy is needed."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
