@@ -70,7 +70,10 @@ class _Connection:
     async def drained(self) -> None:
         transport = self._writer.transport
         if transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
-            await self._writer.drain()
+            try:
+                await self._writer.drain()
+            except OSError as exc:  # the connection went while the buffer drained
+                raise RedisConnectionError(f"Redis connection lost: {type(exc).__name__}") from exc
 
     async def _read_replies(self) -> None:
         failure: BaseException = RedisConnectionError("Redis closed the connection.")
