@@ -14,6 +14,7 @@ import gc
 import io
 import logging
 import os
+from collections.abc import Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -163,10 +164,79 @@ class ProxyASGIHandler(ASGIHandler):
         return await super().run_get_response(request)
 
     async def send_response(self, response: Any, send: Any) -> None:
+        from django.conf import settings
+
+        interval = float(settings.STREAM_KEEPALIVE_SECONDS)
+        keepalive = getattr(response, "keepalive", None) if response.streaming else None
+        pacer = None
         try:
-            await super().send_response(response, send)
+            if keepalive is None or interval <= 0:
+                await super().send_response(response, send)
+                return
+            pacer = _IdlePacer(send, keepalive=keepalive, interval=interval)
+            await super().send_response(response, pacer.send)
         finally:
+            if pacer is not None:
+                pacer.stop()
             _request_thread.get().in_view = False
+
+
+class _IdlePacer:
+    """Sends a streamed answer's keep-alive whenever `interval` seconds pass without a byte
+    to the client (proxies cut idle connections at 60-120 s), between the start of the
+    answer and its last message.
+
+    A timer per stream, not per read: it fires once an interval, finds the stream busy (a
+    body message since) and sleeps on, or sends `keepalive()`'s bytes from a task of its
+    own. Waiting on each upstream read with a timeout instead cost a task and an
+    asyncio.wait per read, a few per cent of a streamed request (docs/performance.md).
+    Keep-alives fall between whole messages (each ASGI send is written at once), and none
+    follows the last one: `stop` comes first and cancels one not yet written.
+    """
+
+    def __init__(self, send: Any, *, keepalive: Any, interval: float) -> None:
+        self._send = send
+        self._keepalive = keepalive
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: asyncio.Task[None] | None = None
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """The ASGI send of the answer: marks activity, starts and stops the timer."""
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                self.stop()
+            else:
+                self._last = self._loop.time()
+        await self._send(message)
+        if message["type"] == "http.response.start":
+            self._last = self._loop.time()
+            self._timer = self._loop.call_at(self._last + self._interval, self._due)
+
+    def _due(self) -> None:
+        now = self._loop.time()
+        quiet_until = self._last + self._interval
+        if now < quiet_until:
+            self._timer = self._loop.call_at(quiet_until, self._due)
+            return
+        if self._sending is None or self._sending.done():
+            self._sending = self._loop.create_task(self._keepalive_send())
+        self._last = now
+        self._timer = self._loop.call_at(now + self._interval, self._due)
+
+    async def _keepalive_send(self) -> None:
+        data = self._keepalive()
+        if data:
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sending is not None and not self._sending.done():
+            self._sending.cancel()
 
 
 async def _body_read(receive: Any) -> bytes:
@@ -294,10 +364,13 @@ async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any
 
     path = scope["path"]
     limit = request_body_limit_bytes(path)
-    too_large = PayloadTooLarge(f"Request body is larger than {limit} bytes.", code="too_large")
+
+    def too_large() -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request body is larger than {limit} bytes.", code="too_large")
+
     declared = _declared_length(scope)
     if declared is not None and declared > limit:
-        await _refusal_send(send, path=path, exc=too_large)
+        await _refusal_send(send, path=path, exc=too_large())
         return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + float(settings.REQUEST_BODY_TIMEOUT_SECONDS)
@@ -323,7 +396,7 @@ async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                refusal = too_large
+                refusal = too_large()
                 raise RequestAborted()
             body_complete = not message.get("more_body", False)
         return message

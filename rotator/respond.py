@@ -3,10 +3,9 @@ event by event through the dialect's encoder, counted and logged when it ends.""
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from common import clock
@@ -73,14 +72,11 @@ def stream_response_early(
     """The streaming response of a request whose loop is still waiting for content after
     STREAM_KEEPALIVE_SECONDS (a model thinking for minutes): keep-alives go out until it
     ends, then the stream, or its failure as the dialect's error event (the 200 is sent)."""
-    interval = settings.STREAM_KEEPALIVE_SECONDS
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            while not pending.done():
-                done, _ = await asyncio.wait({pending}, timeout=interval)
-                if not done:
-                    yield encoder.keepalive()
+            # The response writer sends the keep-alives meanwhile (config.asgi._IdlePacer).
+            await asyncio.wait({pending})
             try:
                 start = pending.result()
             except RotatorError as exc:
@@ -106,8 +102,18 @@ def stream_response_early(
     return _streaming(body(), encoder)
 
 
+class KeptAliveStream(StreamingHttpResponse):
+    """A streamed answer with its dialect's keep-alive (bytes the client's parser skips)."""
+
+    keepalive: Callable[[], bytes]
+
+
 def _streaming(body: AsyncIterator[bytes], relay: Any) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type=relay.content_type)
+    """The streaming response of `body`. It carries the dialect's keep-alive, which the
+    response writer sends whenever STREAM_KEEPALIVE_SECONDS pass without a byte to the client
+    (config.asgi._IdlePacer: a timer per stream, not a timeout per upstream read)."""
+    response = KeptAliveStream(body, content_type=relay.content_type)
+    response.keepalive = relay.keepalive
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -117,36 +123,6 @@ def relay_of(encoder: Any, *, pivot: bool) -> StreamEncoder:
     """What the relay feeds: a codec's encoder takes pivot documents, the shortcut's events."""
     relay: StreamEncoder = _DocumentFeed(encoder) if pivot else encoder
     return relay
-
-
-async def _paced(source: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Any] | None, None]:
-    """Yields `source`'s batches, and None each time STREAM_KEEPALIVE_SECONDS pass without
-    one (the relay then sends a keep-alive: proxies cut idle connections at 60-120 s)."""
-    interval = settings.STREAM_KEEPALIVE_SECONDS
-    if interval <= 0:
-        async for batch in source:
-            yield batch
-        return
-    pending = asyncio.ensure_future(anext(source))
-    try:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            try:
-                batch = pending.result()
-            except StopAsyncIteration:
-                return
-            yield batch
-            pending = asyncio.ensure_future(anext(source))
-    finally:
-        if not pending.done():
-            pending.cancel()
-        elif not pending.cancelled():
-            # Ended while this generator was being closed (the client left): its outcome is
-            # moot, and unread it would be logged as "Task exception was never retrieved".
-            pending.exception()
 
 
 async def stream_relay(
@@ -197,7 +173,7 @@ async def stream_relay(
         if outcome != "cancelled":
             await usage_settled()
 
-    batches = _paced(start.batches)
+    batches = start.batches
     try:
         head = relay_batch(start.head)
         await signatures_kept()
@@ -225,9 +201,6 @@ async def stream_relay(
                     )
                 )
                 return
-            if batch is None:
-                yield relay.keepalive()
-                continue
             chunk = relay_batch(batch)
             await signatures_kept()
             if chunk:

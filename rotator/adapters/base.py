@@ -1,6 +1,6 @@
 """The values that pass between the loop and the adapters."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,7 +69,7 @@ class StreamStart:
 
     response: httpx.Response
     # Decoded events still to relay, grouped as upstream delivered them.
-    batches: AsyncIterator[list[Any]]
+    batches: AsyncGenerator[list[Any], None]
     # Events that arrived up to and including the first one with content.
     head: list[Any]
     usage_of: Callable[[Any], tuple[int, int, int] | None]

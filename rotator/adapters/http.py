@@ -2,7 +2,7 @@
 produced content (so an empty or failed stream is retried elsewhere, unseen by the client)."""
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -179,7 +179,7 @@ async def stream_open(
 
 async def _decoded_after(
     first: list[Any], rest: AsyncIterator[list[bytes]], decode: Decoder
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """`first` (decoded already), then each batch of `rest` decoded."""
     if first:
         yield first
