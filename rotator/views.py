@@ -7,9 +7,9 @@ without its per-request wrapping, which measured as a large share of the forward
 """
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -49,6 +49,12 @@ logger = logging.getLogger("rotator.request")
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def request_id_new() -> str:
+    """A new request id: 32 random hex digits (the length of a uuid4's hex, as before, at a
+    quarter of its cost: uuid4 builds and validates a UUID object only to print it)."""
+    return os.urandom(16).hex()
 
 View = Callable[..., Awaitable[HttpResponseBase]]
 
@@ -92,7 +98,7 @@ def proxy_endpoint(*, dialect: str, methods: tuple[str, ...]) -> Callable[[View]
         async def endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
             started = time.perf_counter()
             given_id = request.headers.get("x-request-id", "")
-            request_id = given_id if REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex
+            request_id = given_id if REQUEST_ID.fullmatch(given_id) else request_id_new()
             if request.method == "OPTIONS":
                 return _preflight(request)
             head = False

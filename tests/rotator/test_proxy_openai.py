@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -260,9 +261,16 @@ def test_a_cors_preflight_is_answered_without_a_key(http):
 
 
 def test_every_answer_carries_a_request_id_and_rotators_overhead(http, alice):
-    response = http.get("/v1/models", headers={"authorization": f"Bearer {alice.key}"})
-    assert response.headers["x-request-id"]
-    assert float(response.headers["x-rotator-overhead-ms"]) >= 0
+    auth = {"authorization": f"Bearer {alice.key}"}
+    first, second = (http.get("/v1/models", headers=auth) for _ in range(2))
+    # A new id per request: 32 random hex digits.
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
+    assert ids[0] != ids[1]
+    assert float(first.headers["x-rotator-overhead-ms"]) >= 0
+    # A well-formed id the client sends is kept, so its logs and ours can be joined.
+    given = http.get("/v1/models", headers={**auth, "x-request-id": "trace-42.a_b"})
+    assert given.headers["x-request-id"] == "trace-42.a_b"
 
 
 # --------------------------------------------------------------------------- streaming
