@@ -6,9 +6,9 @@ it read them.
 Why not redis-py's asyncio client here: per command it takes a pooled connection (a condition
 and a timeout scope), runs its retry wrapper and packs and parses in Python, about 6% of a
 warm request's CPU for each of the two commands a request sends (docs/performance.md). Here a
-command is one packed write (hiredis) and its reply is parsed by hiredis in the connection's
-reader task; concurrent requests' commands share packets. redis-py's client still serves
-everything else (installs, marks, versions, the breaker).
+command is packed by hiredis, the commands asked in one loop iteration leave in one write,
+and replies are parsed by hiredis in the connection's reader task. redis-py's client still
+serves everything else (installs, marks, versions, the breaker).
 
 Behaviour kept from that client: the same exception classes (redis-py's ConnectionError,
 TimeoutError, ResponseError, NoScriptError); a command whose connection broke is sent once
@@ -55,17 +55,34 @@ class _Connection:
         self._writer = writer
         self._parser = hiredis.Reader()
         self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._outgoing: list[bytes] = []
         self.broken = False
-        self._task = asyncio.get_running_loop().create_task(self._read_replies())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._read_replies())
 
     def send(self, packed: bytes) -> "asyncio.Future[Any]":
-        """Writes one packed command; the future gets its reply."""
+        """Queues one packed command for this loop iteration's write; the future gets its
+        reply. Commands asked in the same iteration (requests whose answers arrived
+        together) leave in one write: one system call instead of one each."""
         if self.broken:
             raise RedisConnectionError("Redis connection lost.")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._waiting.append(future)
-        self._writer.write(packed)
+        if not self._outgoing:
+            self._loop.call_soon(self._write)
+        self._outgoing.append(packed)
         return future
+
+    def _write(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self.broken:
+            return  # their futures have failed with the connection
+        try:
+            self._writer.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+        except (OSError, RuntimeError):
+            # The transport went (uvloop raises on a closed one): closing it ends the reader,
+            # which fails every waiting future with a ConnectionError.
+            self._writer.close()
 
     async def drained(self) -> None:
         transport = self._writer.transport
