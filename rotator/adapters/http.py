@@ -200,23 +200,19 @@ async def sse_payload_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[lis
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         pending += chunk
-        batch = []
-        start = 0
-        while True:
-            end = pending.find(b"\n\n", start)
-            if end < 0:
-                break
-            event, start = pending[start:end], end + 2
-            if event.startswith(b"data:") and b"\n" not in event:
-                # The common event, one data line: spared the split (twenty a stream).
-                batch.append(event[5:].lstrip(b" "))
-                continue
-            data = [
-                line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")
-            ]
-            if data:
-                batch.append(b"\n".join(data))
-        pending = pending[start:]
+        end = pending.rfind(b"\n\n")
+        if end < 0:
+            continue
+        region, pending = pending[:end], pending[end + 2 :]
+        events = region.split(b"\n\n")
+        if region.count(b"\n") == 2 * (len(events) - 1) and all(
+            event.startswith(b"data:") for event in events
+        ):
+            # The common read: no newline but the blank lines that end events, and every
+            # event a data line (twenty a stream): the payloads at once, no split per event.
+            batch = [event[5:].lstrip(b" ") for event in events]
+        else:
+            batch = _sse_payloads_of(events)
         if batch:
             yield batch
     tail = pending.strip()
@@ -224,3 +220,14 @@ async def sse_payload_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[lis
         yield [tail[5:].lstrip(b" ")]
     elif tail.startswith(b"{"):
         yield [tail]
+
+
+def _sse_payloads_of(events: list[bytes]) -> list[bytes]:
+    """The data payloads of SSE events in general: several data lines joined, comments,
+    other fields and empty events skipped."""
+    batch = []
+    for event in events:
+        data = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+        if data:
+            batch.append(b"\n".join(data))
+    return batch

@@ -45,3 +45,8 @@ def test_a_multi_line_event_joins_its_data_lines_and_one_line_events_keep_their_
     # Many events in one read, the last one cut: the rest waits for the next read.
     many = b"".join(b"data: %d\n\n" % n for n in range(50)) + b"data: 5"
     assert _batches(many, b"0\n\n") == [[b"%d" % n for n in range(50)], [b"50"]]
+
+
+def test_blank_lines_between_events_are_no_events():
+    assert _batches(b"data: 1\n\n\n\ndata: 2\n\n\n") == [[b"1", b"2"]]
+    assert _batches(b"data: 1\n\n\n", b"\ndata: 2\n\n") == [[b"1"], [b"2"]]
