@@ -56,6 +56,7 @@ def request_id_new() -> str:
     quarter of its cost: uuid4 builds and validates a UUID object only to print it)."""
     return os.urandom(16).hex()
 
+
 View = Callable[..., Awaitable[HttpResponseBase]]
 
 GENERATE_METHODS = frozenset({"generateContent", "streamGenerateContent"})
