@@ -80,7 +80,7 @@ def _percent(value: float) -> str:
 
 
 def targets_check(run: Any) -> list[tuple[str, str, str]]:
-    """(target, measured, PASS/FAIL) rows for the goals of issue 8."""
+    """(target, measured, PASS/FAIL) rows for the goals of issues 8 and 11."""
     rows: list[tuple[str, str, str]] = []
     names = {t["name"] for t in run.targets}
 
@@ -117,6 +117,8 @@ def targets_check(run: Any) -> list[tuple[str, str, str]]:
             )
         else:
             rows.append(("production: ≥ 8× LiteLLM's proxy", "not measured", "n/a"))
+    if run.wrk and "compare" in names:
+        rows.append(_compare_target(run))
     for mode, how in (("ramp", "opened over 5 s"), ("burst", "opened at once")):
         held = run.long_streams.get(prod, {}).get(mode)
         direct = run.long_streams.get("direct", {}).get(mode)
@@ -185,6 +187,29 @@ def targets_check(run: Any) -> list[tuple[str, str, str]]:
                 )
             )
     return rows
+
+
+COMPARE_TARGET = 0.95  # issue 11: throughput and CPU per request within 5% of before
+
+
+def _compare_target(run: Any) -> tuple[str, str, str]:
+    """Issue 11's before/after row: this tree's chat on an API key against `--compare`'s, in
+    requests/s and in CPU per request (> 1 is better), in every column."""
+    cells, ratios = [], []
+    for scenario in ("c1", "c16", "c64", "stream16"):
+        pair = []
+        for name in ("rps", "cpu_ms_per_request"):
+            ours = _median(_field(run, "production", scenario, name))
+            theirs = _median(_field(run, "compare", scenario, name))
+            pair.append(ratio_of(ours, theirs) if name == "rps" else ratio_of(theirs, ours))
+        ratios += pair
+        cells.append(f"{scenario} {pair[0]:.2f}× / {pair[1]:.2f}×")
+    measured = [r for r in ratios if not math.isnan(r)]
+    return (
+        "production against --compare: requests/s / CPU per request ≥ 0.95× (every column)",
+        ", ".join(cells),
+        _verdict(min(measured) >= COMPARE_TARGET if len(measured) == len(ratios) else None),
+    )
 
 
 def _table_rows(run: Any, labels: dict[str, str]) -> list[tuple[str, str]]:

@@ -154,3 +154,28 @@ def test_paired_slices_merge_into_one_row():
     merged = wrk_results_merge(slices)
     assert (merged.rps, merged.errors, merged.p50_ms) == (200.0, 1, 15)
     assert merged.cpu_ms_per_request == 1.75
+
+
+def _compare_row(run) -> tuple[str, str, str]:
+    [row] = [r for r in report.targets_check(run) if "against --compare" in r[0]]
+    return row
+
+
+def test_the_before_and_after_target_needs_every_column_within_five_percent():
+    same = {"c1": 500, "c16": 1000, "c64": 1000, "stream16": 400}
+    run = _run({"production": dict(same), "compare": dict(same)}, [], compare=True)
+    assert _compare_row(run)[2] == "PASS"
+    # 6% fewer streams per second: one column is enough to fail.
+    run = _run({"production": {**same, "stream16": 376}, "compare": same}, [], compare=True)
+    measured, verdict = _compare_row(run)[1:]
+    assert verdict == "FAIL" and "stream16 0.94× / 1.00×" in measured
+    # As fast, but 10% more CPU per request at c=16.
+    run = _run({"production": dict(same), "compare": dict(same)}, [], compare=True)
+    run.wrk["production"]["c16"][0]["cpu_ms_per_request"] = 1.1
+    measured, verdict = _compare_row(run)[1:]
+    assert verdict == "FAIL" and "c16 1.00× / 0.91×" in measured
+
+
+def test_without_a_compare_checkout_there_is_no_before_and_after_target():
+    run = _run({"production": {"c1": 500, "c16": 1000, "c64": 1000, "stream16": 400}}, [])
+    assert not [r for r in report.targets_check(run) if "against --compare" in r[0]]
