@@ -13,6 +13,8 @@ import httpx
 import pytest
 from django.core import signals
 
+from tests.support.clients import chat_post, chat_stream_left_after_first_event
+
 
 @pytest.fixture
 def request_signals() -> Iterator[list[str]]:
@@ -68,13 +70,7 @@ def test_a_body_sent_in_pieces_reaches_the_view_whole(live, alice, fake_gemini):
 
 
 def test_the_request_signals_fire_once_around_an_answer(live, alice, request_signals):
-    response = httpx.post(
-        f"{live}/v1/chat/completions",
-        json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"authorization": f"Bearer {alice.key}"},
-        timeout=30,
-    )
-    assert response.status_code == 200
+    assert chat_post(live, alice.key).status_code == 200
     assert _settled(request_signals, 2) == ["started", "finished"]
 
 
@@ -83,23 +79,7 @@ def test_the_request_signals_fire_once_around_a_stream_the_client_leaves(
 ):
     for secret in alice.upstream_keys:
         fake_gemini.behave(secret, "ok", chunks=20, chunk_delay=0.3)
-    body = {
-        "model": "gemini-2.5-flash",
-        "messages": [{"role": "user", "content": "go on"}],
-        "stream": True,
-    }
-    with (
-        httpx.Client(base_url=live, timeout=30) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=body,
-            headers={"authorization": f"Bearer {alice.key}"},
-        ) as response,
-    ):
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                break
+    chat_stream_left_after_first_event(live, alice.key)
     assert _settled(request_signals, 2) == ["started", "finished"]
     time.sleep(0.3)  # one more upstream chunk: nothing fires twice
     assert request_signals == ["started", "finished"]
@@ -117,13 +97,7 @@ def test_a_client_that_leaves_before_its_body_is_complete_gets_nothing_and_costs
         sock.sendall(head + b'{"model": ')
         time.sleep(0.1)
     # The server is still well, and the abandoned request never reached a view or upstream.
-    response = httpx.post(
-        f"{live}/v1/chat/completions",
-        json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"authorization": f"Bearer {alice.key}"},
-        timeout=30,
-    )
-    assert response.status_code == 200
+    assert chat_post(live, alice.key).status_code == 200
     assert len(fake_gemini.requests) == 1
     assert _settled(request_signals, 2) == ["started", "finished"]
 
@@ -134,11 +108,6 @@ def test_the_request_signals_fire_once_when_the_client_leaves_before_the_answer(
     for secret in alice.upstream_keys:
         fake_gemini.behave(secret, "timeout", seconds=5)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            f"{live}/v1/chat/completions",
-            json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
-            headers={"authorization": f"Bearer {alice.key}"},
-            timeout=httpx.Timeout(10, read=0.5),
-        )
+        chat_post(live, alice.key, timeout=httpx.Timeout(10, read=0.5))
     # The view is cancelled while it waits for upstream; the request still ends properly.
     assert _settled(request_signals, 2) == ["started", "finished"]

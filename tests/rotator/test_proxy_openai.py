@@ -11,6 +11,7 @@ import pytest
 
 from stats.models import UsageCounter
 from stats.usage import usage_flush
+from tests.support.clients import chat_stream_left_after_first_event
 
 
 @pytest.fixture
@@ -309,23 +310,7 @@ def test_stream_chunks_reach_the_client_before_upstream_has_finished(live, alice
 def test_a_client_disconnect_cancels_the_upstream_stream(live, alice, fake_gemini):
     for secret in alice.upstream_keys:
         fake_gemini.behave(secret, "ok", chunks=20, chunk_delay=0.3)
-    body = {
-        "model": "gemini-2.5-flash",
-        "messages": [{"role": "user", "content": "go on"}],
-        "stream": True,
-    }
-    with (
-        httpx.Client(base_url=live, timeout=30) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=body,
-            headers={"authorization": f"Bearer {alice.key}"},
-        ) as response,
-    ):
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                break
+    chat_stream_left_after_first_event(live, alice.key)
     deadline = time.monotonic() + 20  # a bound under load, not a wait
     while fake_gemini.cancelled == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
