@@ -352,8 +352,8 @@ async def _refusal_send(send: Any, *, path: str, exc: RotatorError) -> None:
 async def _body_limited(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Runs `app` with the request body bounded in size and in time.
 
-    Django's handler spools the whole body to a temporary file before any view runs, so a
-    view's own check comes too late: a declared Content-Length over the limit is refused
+    Django's handler (and the proxy routes' own) reads the whole body before any view runs,
+    so a view's own check comes too late: a declared Content-Length over the limit is refused
     with 413 before anything is read, a chunked body is cut off the moment it passes the
     limit, and a body that has not fully arrived REQUEST_BODY_TIMEOUT_SECONDS after the
     headers is refused with 408 (a client announcing 30 MB and sending nothing would hold the
